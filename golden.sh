@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One entry point for people and CI: installs what golden needs (once), then
+# runs an invoke task. `./golden.sh build --profile NAME`, `./golden.sh test`.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages the real parts need: Packer (validate, build), shellcheck,
+# cloud-init (its schema check), mmdebstrap (local bakes), QEMU (boot tests),
+# openssh-server (sshd inside a local bake), zstd (artifacts).
+apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
+              dpkg-dev gnupg apt-utils qemu-system-x86 e2fsprogs)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "golden: missing Debian packages: ${missing[*]} (run this once as root, or install them)" >&2
+        exit 1
+    fi
+    echo "golden: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.golden-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    echo "golden: setting up .venv (Python dependencies)" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch "$stamp"
+fi
+
+exec .venv/bin/invoke "$@"

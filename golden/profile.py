@@ -1,0 +1,473 @@
+"""Profiles: YAML files under profiles/ that pin a GPU host stack.
+
+A profile is read with ``extends`` resolved (deep merge, child wins), checked
+strictly, and returned as a frozen :class:`Profile`. Every error names the
+file that set the offending key, the key path and what is allowed::
+
+    >>> load_profile("h100-r595").driver.branch
+    '595'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from golden import ROOT, versions
+from golden.errors import ProfileError
+from golden.kb import KnowledgeBase
+from golden.kb import load as load_kb
+
+PROFILES = ROOT / "profiles"
+NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+EXTENDS = re.compile(r"^[a-z0-9][a-z0-9.-]*(/[a-z0-9][a-z0-9.-]*)*$")
+URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?$")
+FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)?\.[a-z0-9]+$")
+ACCOUNT = re.compile(r"^[0-9]{12}$")
+OWNER = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
+SSM_PARAMETER = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+AMI_NAME_FILTER = re.compile(r"^[A-Za-z0-9 ._*?()/:-]{1,128}$")
+DESCRIPTION = re.compile(r"^[^\x00-\x1f\x7f\"\\$`{}%<>]{0,200}$")
+
+
+class OsName(StrEnum):
+    UBUNTU_2204 = "ubuntu-22.04"
+    UBUNTU_2404 = "ubuntu-24.04"
+    DEBIAN_12 = "debian-12"
+    DEBIAN_13 = "debian-13"
+
+
+class Arch(StrEnum):
+    AMD64 = "amd64"
+    ARM64 = "arm64"
+
+
+class Flavor(StrEnum):
+    OPEN = "open"
+    PROPRIETARY = "proprietary"
+
+
+class DriverSource(StrEnum):
+    NVIDIA = "nvidia"
+    DISTRO = "distro"
+
+
+class Runtime(StrEnum):
+    DOCKER = "docker"
+    CONTAINERD = "containerd"
+    NONE = "none"
+
+
+class TargetKind(StrEnum):
+    AMAZON_EBS = "amazon-ebs"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Driver:
+    branch: str
+    flavor: Flavor
+    source: DriverSource
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Container:
+    runtime: Runtime
+    toolkit: str | None
+    cdi: bool
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A mirror of one repository; ``key_fingerprint`` is the key apt must see."""
+
+    url: str
+    key_url: str | None = None
+    key_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Repos:
+    os: Repo | None = None
+    cuda: Repo | None = None
+    container_toolkit: Repo | None = None
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    ssm_parameter: str | None = None
+    name_filter: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: TargetKind
+    # amazon-ebs
+    region: str = "us-east-1"
+    build_instance_type: str = "c6i.2xlarge"
+    source_image: SourceImage | None = None
+    root_volume_gb: int = 64
+    ami_regions: tuple[str, ...] = ()
+    share_with_accounts: tuple[str, ...] = ()
+    ssm_parameter_prefix: str = "/golden"
+    # local
+    boot_test: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    description: str
+    os: OsName
+    arch: Arch
+    kernel: str | None
+    gpu: str
+    driver: Driver
+    cuda_toolkit: str | None
+    container: Container
+    fabric_manager: bool | None     # None = auto (the GPU's NVSwitch flag)
+    persistence: bool
+    repos: Repos
+    target: Target
+
+    def wants_fabric_manager(self, kb: KnowledgeBase) -> bool:
+        if self.fabric_manager is not None:
+            return self.fabric_manager
+        return kb.gpus[self.gpu].nvswitch
+
+
+# --------------------------------------------------------------------------
+# Reading: extends, deep merge, and where each key came from.
+
+Origins = dict[tuple[str, ...], Path]
+
+
+def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError("no such profile", where=shown) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise ProfileError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=shown, key=at) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProfileError("a profile must be a YAML mapping", where=shown)
+    return data
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any], origins: Origins, child_origin: Path,
+           prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in child.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, child_origin, path)
+        else:
+            out[key] = value
+            for known in [k for k in origins if k[: len(path)] == path]:
+                del origins[known]
+            _record(value, path, child_origin, origins)
+    return out
+
+
+def _record(value: Any, path: tuple[str, ...], origin: Path, origins: Origins) -> None:
+    origins[path] = origin
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record(v, (*path, str(k)), origin, origins)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.parent))
+    except ValueError:
+        return str(path)
+
+
+def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) -> dict[str, Any]:
+    path = root / f"{name}.yaml"
+    shown = _display(path, root)
+    if name in chain:
+        cycle = " -> ".join((*chain, name))
+        raise ProfileError(f"extends cycle: {cycle}", where=shown, key="extends")
+    data = _read_yaml(path, shown)
+    parent = data.pop("extends", None)
+    merged: dict[str, Any] = {}
+    if parent is not None:
+        if not isinstance(parent, str) or not EXTENDS.match(parent):
+            raise ProfileError("a profile path under profiles/ without .yaml, e.g. base/ubuntu-24.04-aws",
+                               where=shown, key="extends")
+        if not (root / f"{parent}.yaml").is_file():
+            raise ProfileError(f"no profile {parent!r} under {_display(root, root)}/", where=shown, key="extends")
+        merged = _resolve(parent, root, (*chain, name), origins)
+    return _merge(merged, data, origins, path)
+
+
+# --------------------------------------------------------------------------
+# Checking: a small reader that knows which file set each key.
+
+E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
+
+
+class _Reader:
+    def __init__(self, data: Mapping[str, Any], origins: Origins, leaf: Path, root: Path,
+                 prefix: tuple[str, ...] = ()) -> None:
+        self.data, self.origins, self.leaf, self.root, self.prefix = data, origins, leaf, root, prefix
+
+    def fail(self, key: str | None, allowed: str) -> ProfileError:
+        path = (*self.prefix, key) if key else self.prefix
+        origin = self.origins.get(path, self.leaf)
+        return ProfileError(allowed, where=_display(origin, self.root), key=".".join(path) or None)
+
+    def only(self, *allowed: str) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise self.fail(str(key), f"unknown key; allowed keys here: {', '.join(allowed)}")
+
+    def section(self, key: str, *, required: bool = True) -> _Reader | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "required mapping is missing")
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping, not {_kind(value)}")
+        return _Reader(value, self.origins, self.leaf, self.root, (*self.prefix, key))
+
+    def text(self, key: str, pattern: re.Pattern[str], what: str, *, default: str | None = None,
+             nullable: bool = False) -> str | None:
+        value = self.data.get(key, default)
+        if value is None:
+            if nullable:
+                return None
+            raise self.fail(key, f"required: {what}")
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a quoted string ({what}), not {_kind(value)} {value!r}")
+        if not pattern.match(value):
+            raise self.fail(key, f"{what}; got {_show(value)}")
+        return value
+
+    def required_text(self, key: str, pattern: re.Pattern[str], what: str, default: str | None = None) -> str:
+        value = self.text(key, pattern, what, default=default)
+        assert value is not None
+        return value
+
+    def enum(self, key: str, cls: type[E], default: E | None = None) -> E:
+        value = self.data.get(key, default)
+        allowed = " | ".join(m.value for m in cls)
+        if value is None:
+            raise self.fail(key, f"required, one of {allowed}")
+        try:
+            return cls(value)
+        except ValueError:
+            raise self.fail(key, f"one of {allowed}; got {_show(value)}") from None
+
+    def choice(self, key: str, allowed: Mapping[str, T], what: str) -> str:
+        value = self.data.get(key)
+        if not isinstance(value, str) or value not in allowed:
+            raise self.fail(key, f"{what}, one of {', '.join(sorted(allowed))}; got {_show(value)}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"true or false; got {_show(value)}")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, f"an integer from {low} to {high}; got {_show(value)}")
+        return value
+
+    def texts(self, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(key, f"a list of {what}; got {_kind(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not pattern.match(item):
+                raise self.fail(f"{key}[{i}]", f"{what}; got {_show(item)}")
+        return tuple(value)
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+            dict: "a mapping", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    """A value as it may appear in a one-line message: repr, bounded."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+TOP_KEYS = ("description", "os", "arch", "kernel", "gpu", "driver", "cuda", "container",
+            "fabric_manager", "persistence", "repos", "target")
+
+
+def _repo(r: _Reader, key: str) -> Repo | None:
+    s = r.section(key, required=False)
+    if s is None:
+        return None
+    s.only("url", "key_url", "key_fingerprint")
+    url = s.required_text("url", URL, "an http(s) URL without spaces, quotes or query strings")
+    key_url = s.text("key_url", URL, "an http(s) URL of the signing key", nullable=True)
+    fpr = s.data.get("key_fingerprint")
+    if isinstance(fpr, str):
+        fpr = fpr.replace(" ", "").upper()
+    if fpr is not None and (not isinstance(fpr, str) or not FINGERPRINT.match(fpr)):
+        raise s.fail("key_fingerprint", f"40 hex digits (an OpenPGP v4 fingerprint); got {_show(fpr)}")
+    return Repo(url=url, key_url=key_url, key_fingerprint=fpr)
+
+
+def _target(r: _Reader) -> Target:
+    t = r.section("target")
+    assert t is not None
+    kind = t.enum("kind", TargetKind)
+    if kind is TargetKind.LOCAL:
+        t.only("kind", "boot_test")
+        return Target(kind=kind, boot_test=t.flag("boot_test", True))
+    t.only("kind", "region", "build_instance_type", "source_image", "root_volume_gb", "ami_regions",
+           "share_with_accounts", "ssm_parameter_prefix")
+    src = t.section("source_image", required=False)
+    source_image = None
+    if src is not None:
+        src.only("ssm_parameter", "name_filter", "owner")
+        ssm = src.text("ssm_parameter", SSM_PARAMETER, "an SSM parameter path such as /aws/service/...",
+                       nullable=True)
+        name_filter = src.text("name_filter", AMI_NAME_FILTER, "an AMI name pattern (letters, digits, . _ - * ? / :)",
+                               nullable=True)
+        owner = src.text("owner", OWNER, "a 12-digit account id, amazon, self or aws-marketplace", nullable=True)
+        if (ssm is None) == (name_filter is None):
+            raise src.fail(None, "exactly one of ssm_parameter or name_filter (+ owner)")
+        if name_filter is not None and owner is None:
+            raise src.fail("owner", "required with name_filter: the AMI owner account")
+        source_image = SourceImage(ssm_parameter=ssm, name_filter=name_filter, owner=owner)
+    prefix = t.required_text("ssm_parameter_prefix", SSM_PARAMETER, "an SSM path such as /golden",
+                             default="/golden")
+    if prefix == "/aws" or prefix.startswith("/aws/"):
+        raise t.fail("ssm_parameter_prefix", "must not start with /aws (reserved by AWS)")
+    region = t.required_text("region", REGION, "an AWS region such as us-east-1", default="us-east-1")
+    return Target(
+        kind=kind,
+        region=region,
+        build_instance_type=t.required_text("build_instance_type", INSTANCE_TYPE,
+                                            "an EC2 instance type such as c6i.2xlarge", default="c6i.2xlarge"),
+        source_image=source_image,
+        root_volume_gb=t.integer("root_volume_gb", 64, 16, 2048),
+        ami_regions=t.texts("ami_regions", REGION, "AWS regions such as us-west-2"),
+        share_with_accounts=t.texts("share_with_accounts", ACCOUNT, "12-digit AWS account ids"),
+        ssm_parameter_prefix=prefix,
+    )
+
+
+def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins: Origins,
+          kb: KnowledgeBase) -> Profile:
+    """Check merged profile data and build the :class:`Profile`."""
+    r = _Reader(data, origins, leaf, root)
+    r.only(*TOP_KEYS)
+    description = r.required_text("description", DESCRIPTION,
+                                  "one line of text without quotes, $, backticks, braces, % or <>",
+                                  default="")
+    d = r.section("driver")
+    assert d is not None
+    d.only("branch", "flavor", "source", "version")
+    branch = d.required_text("branch", versions.DRIVER_BRANCH, 'three digits, e.g. "595"')
+    if branch not in kb.branches:
+        raise d.fail("branch", f"a known driver branch, one of {', '.join(sorted(kb.branches))}; got {branch!r}")
+    driver = Driver(
+        branch=branch,
+        flavor=d.enum("flavor", Flavor, Flavor.OPEN),
+        source=d.enum("source", DriverSource, DriverSource.NVIDIA),
+        version=d.text("version", versions.DRIVER_VERSION, 'a driver version such as "595.58.03"', nullable=True),
+    )
+    c = r.section("cuda", required=False)
+    toolkit = None
+    if c is not None:
+        c.only("toolkit")
+        toolkit = c.text("toolkit", versions.CUDA, 'a CUDA toolkit "X.Y" such as "13.2", or null', nullable=True)
+    ct = r.section("container")
+    assert ct is not None
+    ct.only("runtime", "toolkit", "cdi")
+    container = Container(
+        runtime=ct.enum("runtime", Runtime),
+        toolkit=ct.text("toolkit", versions.CONTAINER_TOOLKIT, 'an exact version such as "1.19.0", or null',
+                        nullable=True),
+        cdi=ct.flag("cdi", True),
+    )
+    fm_raw = data.get("fabric_manager", "auto")
+    if fm_raw != "auto" and not isinstance(fm_raw, bool):
+        raise r.fail("fabric_manager", f"auto | true | false; got {_show(fm_raw)}")
+    repos_r = r.section("repos", required=False)
+    repos = Repos()
+    if repos_r is not None:
+        repos_r.only("os", "cuda", "container_toolkit")
+        repos = Repos(os=_repo(repos_r, "os"), cuda=_repo(repos_r, "cuda"),
+                      container_toolkit=_repo(repos_r, "container_toolkit"))
+    return Profile(
+        name=name,
+        path=leaf,
+        description=description,
+        os=r.enum("os", OsName),
+        arch=r.enum("arch", Arch, Arch.AMD64),
+        kernel=r.text("kernel", versions.KERNEL, 'a kernel ABI such as "6.1.0-50-cloud-amd64", or null',
+                      nullable=True),
+        gpu=r.choice("gpu", kb.gpus, "a GPU of the catalogue"),
+        driver=driver,
+        cuda_toolkit=toolkit,
+        container=container,
+        fabric_manager=None if fm_raw == "auto" else bool(fm_raw),
+        persistence=r.flag("persistence", True),
+        repos=repos,
+        target=_target(r),
+    )
+
+
+def load_profile(name: str, root: Path = PROFILES, kb: KnowledgeBase | None = None) -> Profile:
+    """Load ``profiles/<name>.yaml`` with its ``extends`` chain and check it."""
+    if not NAME.match(name):
+        raise ProfileError("a profile name: lower-case letters, digits, '.' and '-' (see `invoke profiles`)",
+                           where="--profile")
+    origins: Origins = {}
+    data = _resolve(name, root, (), origins)
+    return parse(data, name=name, leaf=root / f"{name}.yaml", root=root, origins=origins, kb=kb or load_kb())
+
+
+def merged_data(name: str, root: Path = PROFILES) -> dict[str, Any]:
+    """The merged YAML of a profile (for hashing and `invoke render`'s header)."""
+    return _resolve(name, root, (), {})
+
+
+def profile_names(root: Path = PROFILES) -> list[str]:
+    """Buildable profiles: every profiles/*.yaml (base/ holds layers only)."""
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def load_all(root: Path = PROFILES, kb: KnowledgeBase | None = None,
+             on_error: Callable[[ProfileError], None] | None = None) -> list[Profile]:
+    out = []
+    for name in profile_names(root):
+        try:
+            out.append(load_profile(name, root, kb))
+        except ProfileError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return out
