@@ -1,0 +1,85 @@
+"""The one way golden runs an external command.
+
+argv lists only (never a shell string), ``stdin`` closed unless asked for, the
+command logged with :func:`shlex.join`, and a failure that says whether the
+program was missing, killed by a signal or exited non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from golden.errors import StepFailed
+
+log = logging.getLogger("golden.run")
+
+#: Variables passed through to every command; everything else must be given.
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER",
+               "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+               "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+               "AWS_ROLE_ARN", "http_proxy", "https_proxy", "no_proxy")
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.setdefault("LC_ALL", "C.UTF-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def describe_failure(argv: Sequence[str], returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"{argv[0]} was killed by {name}"
+    return f"{argv[0]} exited with status {returncode}"
+
+
+def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
+        env: Mapping[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``; raise :class:`StepFailed` with a one-line reason when ``check``.
+
+    Output is captured as text by default; on failure the last lines of stderr
+    are part of the message.
+    """
+    args = [str(a) for a in argv]
+    if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
+        raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
+                         where=args[0])
+    log.debug("running %s", shlex.join(args))
+    try:
+        proc = subprocess.run(  # noqa: S603 - argv list, never a shell
+            args,
+            stdin=subprocess.DEVNULL if input is None else None,
+            input=input,
+            capture_output=capture,
+            text=True,
+            env=dict(env) if env is not None else base_env(),
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"timed out after {timeout:.0f}s: {shlex.join(args)}", where=args[0]) from None
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:] if capture else []
+        detail = f": {' | '.join(tail)}" if tail else ""
+        raise StepFailed(describe_failure(args, proc.returncode) + detail, where=shlex.join(args)[:120])
+    return proc
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

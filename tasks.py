@@ -1,0 +1,99 @@
+"""golden's command line: `invoke --list`, `invoke build --profile h100-r595`.
+
+Thin on purpose: parse arguments, call one function of golden.commands, print.
+Every user error leaves as one line, `error: <file>: <key>: <what is allowed>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, Exit, task
+
+from golden import commands
+from golden.errors import GoldenError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _cli(fn: F) -> F:
+    """Print what the command returns; turn a GoldenError into one line and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        logging.basicConfig(level=logging.DEBUG if os.environ.get("GOLDEN_DEBUG") else logging.WARNING)
+        try:
+            out = fn(*args, **kwargs)
+        except GoldenError as exc:
+            sys.stdout.flush()
+            raise Exit(f"error: {exc.line()}" + (f"\nhint: {exc.hint}" if exc.hint else ""), code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted", code=130) from None
+        if out:
+            print(out)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@task
+@_cli
+def profiles(c: Context) -> str:
+    """List profiles: GPU, driver branch, CUDA, container toolkit, runtime, OS, target."""
+    return commands.profiles()
+
+
+@task(help={"profile": "profile name (profiles/NAME.yaml)", "all": "check every profile",
+            "strict": "treat warnings as errors"})
+@_cli
+def check(c: Context, profile: str | None = None, all: bool = False, strict: bool = False) -> str:  # noqa: A002
+    """Run the compatibility gate: one line per finding; exits non-zero on errors."""
+    return commands.check(profile, all, strict)
+
+
+@task(help={"cuda": "a toolkit X.Y: minimum driver and the branches that run it",
+            "gpu": "a GPU key (e.g. b200): what it requires"})
+@_cli
+def matrix(c: Context, cuda: str | None = None, gpu: str | None = None) -> str:
+    """Print the knowledge base: driver branches and GPUs, or answer --cuda / --gpu."""
+    return commands.matrix_(cuda, gpu)
+
+
+@task(help={"profile": "profile name"})
+@_cli
+def render(c: Context, profile: str) -> str:
+    """Gate and render a profile into build/NAME/ (Packer HCL2, cloud-init, scripts, expectations)."""
+    return commands.render_(profile)
+
+
+@task(help={"profile": "profile name", "target": "amazon-ebs | local (default: the profile's)",
+            "locked": "install exactly the versions in images.lock",
+            "dry_run": "gate, render and validate; print what would be built, build nothing"})
+@_cli
+def build(c: Context, profile: str, target: str | None = None, locked: bool = False,
+          dry_run: bool = False) -> str:
+    """Bake an image: gate, render, packer build, verify inside the build, record in images.lock."""
+    if dry_run:
+        return commands.dry_run(profile, target)
+    return commands.build(profile, target, locked=locked)
+
+
+@task(help={"fast": "unit tests and linters only (skip the slow integration tests)",
+            "k": "only tests matching this pytest -k expression"})
+def test(c: Context, fast: bool = False, k: str | None = None) -> None:
+    """Run golden's tests: unit tests and linters, then the integration tests (real tools)."""
+    import pytest
+
+    args = ["-q"] + ([] if fast else ["-m", "integration or not integration"])
+    args += ["-k", k] if k else []
+    code = pytest.main(args)
+    # pytest exits 5 when it collected no test: that is a failure here too.
+    if code != 0:
+        raise Exit(code=int(code))
+
+
+ns = Collection(profiles, check, matrix, render, build, test)
