@@ -151,3 +151,9 @@ def _rel(path: Path) -> str:
         return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def build(name: str, target: str | None, *, locked: bool = False) -> str:
+    from golden.build import build as run_build  # the bake pulls in the targets
+
+    return run_build(name, target, locked=locked)

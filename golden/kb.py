@@ -94,7 +94,6 @@ class OsInfo:
     nvidia_distro: str
     cuda_key_fingerprint: str
     kernel_packages: tuple[str, ...]
-    components: tuple[str, ...]
     distro_components: tuple[str, ...]
     default_ssm_parameter: str
 
@@ -202,7 +201,7 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
                 key=str(k), family=str(v["family"]), codename=str(v["codename"]),
                 nvidia_distro=str(v["nvidia_distro"]),
                 cuda_key_fingerprint=str(v["cuda_key"]["fingerprint"]),
-                kernel_packages=tuple(v["kernel_packages"]), components=tuple(v["components"]),
+                kernel_packages=tuple(v["kernel_packages"]),
                 distro_components=tuple(v["distro_components"]),
                 default_ssm_parameter=str(v["default_ssm_parameter"]),
             )

@@ -289,7 +289,9 @@ def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] |
         persistence_packages=persistence_packages,
         proprietary_packages=tuple(n.format(branch=branch) for n in pk["proprietary_module_packages"]),
         repositories=_repositories(profile, kb),
-        os_components=osi.distro_components if profile.driver.source is DriverSource.DISTRO else osi.components,
+        # One component set per OS (the superset the distro driver needs), so every
+        # local bake of an OS shares one cached base root filesystem.
+        os_components=osi.distro_components,
         resolved=resolved,
     )
 
@@ -299,8 +301,7 @@ def _repositories(profile: Profile, kb: KnowledgeBase) -> tuple[Repository, ...]
     out: list[Repository] = []
     mirrors = profile.repos
     if mirrors.os is not None:
-        comps = osi.distro_components if profile.driver.source is DriverSource.DISTRO else osi.components
-        out.append(Repository("os", mirrors.os.url, osi.codename, comps, mirrors.os.key_url,
+        out.append(Repository("os", mirrors.os.url, osi.codename, osi.distro_components, mirrors.os.key_url,
                               mirrors.os.key_fingerprint))
     needs_cuda_repo = profile.driver.source is DriverSource.NVIDIA or profile.cuda_toolkit is not None
     if needs_cuda_repo:

@@ -7,6 +7,7 @@ program was missing, killed by a signal or exited non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -83,3 +84,36 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+          stdout: int | None = None, stderr: int | None = None) -> subprocess.Popen[str]:
+    """Start a long-running command in its own session (so it and its children
+    can be stopped together with :func:`stop`); the caller must stop it."""
+    args = [str(a) for a in argv]
+    if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
+        raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
+                         where=args[0])
+    log.debug("starting %s", shlex.join(args))
+    return subprocess.Popen(  # noqa: S603 - argv list, never a shell
+        args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True,
+        env=dict(env) if env is not None else base_env(), cwd=cwd, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[str], *, grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+    if proc.poll() is not None:
+        _kill_group(proc.pid, signal.SIGKILL)  # children may outlive the leader
+        return
+    _kill_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _kill_group(proc.pid, signal.SIGKILL)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,150 @@
+"""`invoke build`: gate, render, validate, bake on a target, verify, record.
+
+Nothing is written to ``images.lock`` or ``build/NAME/artifacts/`` until the
+whole bake, verification included, has succeeded: artifacts are staged beside
+the old ones and swapped in at the end, and the lock is updated last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from golden import ROOT, lockfile, packer, render
+from golden.commands import BUILD, gated_plan, target_of
+from golden.errors import GoldenError
+from golden.kb import load as load_kb
+from golden.plan import BuildPlan
+from golden.profile import TargetKind
+from golden.run import run
+from golden.sbom import write_sbom
+from golden.targets import local, rootfs
+from golden.ui import say, step
+
+
+def git_commit() -> str:
+    try:
+        return run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]).stdout.strip()
+    except GoldenError:
+        return "unknown"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolved_from_lock(name: str) -> dict[str, str]:
+    entry = lockfile.load()["profiles"].get(name)
+    resolved = (entry or {}).get("resolved") or {}
+    packages = resolved.get("packages") if isinstance(resolved, dict) else None
+    if not packages:
+        raise GoldenError(f"no resolved versions for {name}; run `invoke lock.resolve --profile {name}` "
+                          "or build without --locked", where="images.lock", key=f"profiles.{name}.resolved")
+    return {str(k): str(v) for k, v in packages.items()}
+
+
+def build(name: str, target: str | None, *, locked: bool = False) -> str:
+    kb = load_kb()
+    resolved = resolved_from_lock(name) if locked else None
+    plan = gated_plan(name, kb, resolved=resolved)
+    kind = target_of(plan.profile, target)
+    out_dir = BUILD / name
+    with step(f"Rendering {name}"):
+        render.render(plan, out_dir)
+    with step("Validating with packer validate"):
+        packer.validate(out_dir)
+    build_id = str(uuid.uuid4())
+    say(f"build {build_id}")
+    if kind is TargetKind.LOCAL:
+        entry = bake_local(plan, out_dir, build_id)
+    else:
+        raise GoldenError("real amazon-ebs bakes are not wired up yet; use --dry-run or --target local",
+                          where="--target")
+    inputs = lockfile.inputs_sha256(name)
+    with step("Recording the build in images.lock"):
+        lockfile.update(lambda lock: lockfile.add_build(lock, name, entry, inputs_sha256=inputs))
+    art = out_dir / "artifacts"
+    return (f"built {name} ({build_id}): verification passed\n"
+            f"  image  {_rel(art / 'rootfs.tar.zst')}\n"
+            f"  sha256 {entry['artifacts']['local']['sha256']}\n"
+            f"  sbom   {_rel(art / 'sbom.cdx.json')}")
+
+
+def _rel(p: Path) -> str:
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def bake_local(plan: BuildPlan, out_dir: Path, build_id: str) -> dict[str, Any]:
+    base = rootfs.ensure_base(plan)
+    staging = out_dir / f".artifacts-{build_id}"
+    staging.mkdir(parents=True)
+    work = BUILD / ".work" / build_id
+    try:
+        with local.session(base, work, out_dir) as s:
+            variables = {
+                "build_id": build_id, "git_commit": git_commit(), "ssh_host": s.host,
+                "ssh_port": str(s.port), "ssh_username": s.user, "ssh_private_key_file": str(s.key),
+                "golden_python": sys.executable, "reboot_pause": "0s",
+            }
+            with step("Baking with packer (null source over SSH)"):
+                packer.build(out_dir, only="null.local", variables=variables,
+                             log_path=out_dir / "packer.log", on_event=_progress)
+            with step("Exporting the root filesystem"):
+                image = staging / "rootfs.tar.zst"
+                local.export(s.rootfs, image)
+                digest = sha256_file(image)
+                (staging / "rootfs.tar.zst.sha256").write_text(f"{digest}  rootfs.tar.zst\n")
+                sbom_sha = write_sbom(s.rootfs, staging / "sbom.cdx.json", distro=plan.profile.os.value,
+                                      build_id=build_id)
+        report = json.loads((out_dir / "verify-report.json").read_text())
+        release = json.loads((out_dir / "release.json").read_text())
+        shutil.copyfile(out_dir / "release.json", staging / "release.json")
+        shutil.copyfile(out_dir / "verify-report.json", staging / "verify-report.json")
+        _swap_in(staging, out_dir / "artifacts")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    checks = report.get("checks", [])
+    return {
+        "id": build_id,
+        "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "git_commit": git_commit(),
+        "packer_version": packer.version(),
+        "plugins": {},
+        "target": "local",
+        "status": "passed",
+        "artifacts": {"local": {"path": _rel(out_dir / "artifacts" / "rootfs.tar.zst"), "sha256": digest,
+                                "size": image_size(out_dir / "artifacts" / "rootfs.tar.zst")}},
+        "installed": release.get("packages", {}),
+        "verification": {"passed": bool(report.get("passed")), "checks": len(checks),
+                         "failed": sum(1 for c in checks if c.get("passed") is False)},
+        "sbom_sha256": sbom_sha,
+    }
+
+
+def image_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Replace ``dest`` with ``staging``; the old one is removed only after the rename."""
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _progress(event: object) -> None:
+    say(str(event))

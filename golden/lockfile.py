@@ -1,0 +1,191 @@
+"""images.lock: what is installed, per profile and build, and what is promoted.
+
+The file is YAML with sorted keys and one block per profile, so a change to one
+profile is a small diff that does not conflict with a change to another. It is
+always written whole and atomically (temporary file, fsync, rename) while an
+exclusive lock on a sidecar file is held, so two builds finishing together both
+land and a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from golden import ROOT
+from golden.errors import GoldenError
+from golden.profile import PROFILES, merged_data
+
+LOCK_VERSION = 1
+LOCK_PATH = ROOT / "images.lock"
+KEEP_BUILDS = 10
+PROFILE_KEYS = {"inputs_sha256", "resolved", "builds", "channels"}
+BUILD_KEYS = {"id", "time", "git_commit", "packer_version", "plugins", "target", "artifacts", "installed",
+              "verification", "sbom_sha256", "status", "revoked", "packer_run_uuid", "boot_test"}
+
+Lock = dict[str, Any]
+
+
+def empty() -> Lock:
+    return {"lock_version": LOCK_VERSION, "profiles": {}}
+
+
+def _fail(path: Path, key: str, message: str) -> GoldenError:
+    return GoldenError(message, where=_shown(path), key=key)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def validate(data: Any, path: Path) -> Lock:
+    """Check the lock's shape; errors name the key and what is allowed."""
+    if not isinstance(data, dict):
+        raise _fail(path, "(top)", "must be a mapping with lock_version and profiles")
+    version = data.get("lock_version")
+    if not isinstance(version, int):
+        raise _fail(path, "lock_version", f"an integer; this golden writes {LOCK_VERSION}")
+    if version > LOCK_VERSION:
+        raise _fail(path, "lock_version", f"{version} is newer than this golden understands ({LOCK_VERSION}); "
+                                          "update golden")
+    unknown = set(data) - {"lock_version", "profiles"}
+    if unknown:
+        raise _fail(path, sorted(unknown)[0], "unknown key; allowed: lock_version, profiles")
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise _fail(path, "profiles", "a mapping of profile name to its entry")
+    for name, entry in profiles.items():
+        where = f"profiles.{name}"
+        if not isinstance(entry, dict):
+            raise _fail(path, where, "a mapping with inputs_sha256, resolved, builds, channels")
+        extra = set(entry) - PROFILE_KEYS
+        if extra:
+            raise _fail(path, f"{where}.{sorted(extra)[0]}", f"unknown key; allowed: {', '.join(sorted(PROFILE_KEYS))}")
+        builds = entry.get("builds", [])
+        if not isinstance(builds, list):
+            raise _fail(path, f"{where}.builds", "a list of builds, newest first")
+        for i, b in enumerate(builds):
+            if not isinstance(b, dict) or not isinstance(b.get("id"), str):
+                raise _fail(path, f"{where}.builds[{i}]", "a mapping with at least an id")
+            extra = set(b) - BUILD_KEYS
+            if extra:
+                raise _fail(path, f"{where}.builds[{i}].{sorted(extra)[0]}",
+                            f"unknown key; allowed: {', '.join(sorted(BUILD_KEYS))}")
+        channels = entry.get("channels", {})
+        if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
+            raise _fail(path, f"{where}.channels", "a mapping of channel name to build id")
+        resolved = entry.get("resolved", {})
+        if not isinstance(resolved, dict):
+            raise _fail(path, f"{where}.resolved", "a mapping")
+    data["profiles"] = profiles
+    return data
+
+
+def load(path: Path = LOCK_PATH) -> Lock:
+    if not path.exists():
+        return empty()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise _fail(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return empty()
+    return validate(data, path)
+
+
+def dump(lock: Lock) -> str:
+    header = ("# images.lock: written by golden (invoke build, lock.resolve, promote, revoke).\n"
+              "# Review changes in pull requests; `git log -p images.lock` is the audit trail.\n")
+    return header + yaml.safe_dump(lock, sort_keys=True, default_flow_style=False, width=100,
+                                   allow_unicode=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory, fsync, rename, fsync the directory."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    guard = path.with_name(f".{path.name}.flock")
+    with guard.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def update(change: Callable[[Lock], None], path: Path = LOCK_PATH) -> Lock:
+    """Read, change and write the lock while holding its file lock."""
+    with _locked(path):
+        lock = load(path)
+        change(lock)
+        validate(lock, path)
+        write_atomic(path, dump(lock))
+        return lock
+
+
+def profile_entry(lock: Lock, name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = lock["profiles"].setdefault(
+        name, {"inputs_sha256": "", "resolved": {}, "builds": [], "channels": {}})
+    return entry
+
+
+def add_build(lock: Lock, name: str, build: dict[str, Any], *, inputs_sha256: str,
+              keep: int = KEEP_BUILDS) -> None:
+    """Record a build (newest first), keeping the last ``keep`` and every build a channel points at."""
+    entry = profile_entry(lock, name)
+    entry["inputs_sha256"] = inputs_sha256
+    builds = [build, *[b for b in entry["builds"] if b["id"] != build["id"]]]
+    pinned = set(entry["channels"].values())
+    kept = [b for i, b in enumerate(builds) if i < keep or b["id"] in pinned]
+    entry["builds"] = kept
+
+
+# -- inputs hash ---------------------------------------------------------------
+
+INPUT_DIRS = ("templates", "scripts", "verify")
+
+
+def inputs_sha256(profile: str, root: Path = ROOT, profiles_dir: Path = PROFILES) -> str:
+    """sha256 over the merged profile and every file of templates/, scripts/ and verify/.
+
+    A change to any of them changes what an image would contain or how it is
+    checked, so the lock must be refreshed (``invoke lock.check`` enforces it).
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(merged_data(profile, profiles_dir), sort_keys=True).encode())
+    for d in INPUT_DIRS:
+        for f in sorted((root / d).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()

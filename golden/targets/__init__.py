@@ -1,0 +1,1 @@
+"""Where a build machine comes from: ``local`` (mmdebstrap + sshd on loopback) or ``amazon-ebs``."""
