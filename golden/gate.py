@@ -1,0 +1,359 @@
+"""The compatibility gate: refuse profiles whose stack cannot work, before anything renders.
+
+Each rule has a stable id, a severity and a one-line message that cites the
+numbers involved and the source of the fact it rests on::
+
+    >>> from golden.kb import load
+    >>> from golden.profile import load_profile
+    >>> findings = check(load_profile("h100-r595"), load(), today=datetime.date(2026, 11, 20))
+    >>> has_errors(findings)
+    False
+
+Errors stop a build; warnings are printed (``--strict`` turns them into
+errors through :func:`has_errors`). The rules follow shared/facts/nvidia-facts.md
+sections 1-3 and 5, and failure mode 4 of the host-baseline seed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
+from golden.profile import DriverSource, Flavor, Profile, Runtime
+from golden.versions import DriverVersion, cuda_tuple
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+#: Every rule the gate knows: id -> (severity, what it checks). Drives --help and docs.
+RULES: dict[str, tuple[Severity, str]] = {
+    "cuda-unknown-release": (E, "the CUDA toolkit X.Y is not a known release (12.7 never existed)"),
+    "cuda-release-unconfirmed": (W, "the toolkit's minimum driver is UNCONFIRMED in the data"),
+    "cuda-major-above-driver": (E, "the toolkit's CUDA major is above the branch's CUDA ceiling"),
+    "driver-below-mvc-floor": (E, "the driver is below the minor-version-compatibility floor "
+                                  "of the toolkit's major"),
+    "cuda-minor-above-driver": (W, "same major, but the toolkit's minor is above the branch's "
+                                   "ceiling: it runs under minor-version compatibility only"),
+    "driver-below-toolkit-driver": (W, "the pinned driver is older than the driver a release of "
+                                       "the toolkit ships with (Table 3)"),
+    "driver-version-outside-branch": (E, "driver.version does not belong to driver.branch"),
+    "gpu-needs-newer-driver": (E, "the GPU needs a newer driver than the branch or pin gives"),
+    "gpu-needs-newer-cuda": (E, "the toolkit predates the GPU: it cannot build code for it"),
+    "arch-branch-dropped": (E, "the branch is past the last branch of the GPU's architecture"),
+    "arch-cuda-dropped": (E, "the toolkit's major dropped the GPU's architecture"),
+    "open-module-required": (E, "proprietary kernel module on a GPU that requires the open one"),
+    "open-module-recommended": (W, "proprietary kernel module where the open one is recommended"),
+    "open-module-unsupported": (E, "open kernel module on a GPU only the proprietary one drives"),
+    "proprietary-removed": (E, "proprietary kernel module on a branch that no longer ships it"),
+    "fabric-manager-disabled": (E, "fabric_manager is false on an NVSwitch GPU"),
+    "fabric-manager-without-nvswitch": (W, "fabric_manager is true on a GPU without NVSwitch"),
+    "ctk-unknown": (E, "the NVIDIA Container Toolkit version is not a known release"),
+    "ctk-unconfirmed": (W, "the NVIDIA Container Toolkit version is UNCONFIRMED"),
+    "ctk-without-runtime": (W, "a container toolkit without a container runtime to configure"),
+    "branch-eol": (W, "the driver branch is past its end of life"),
+    "branch-eol-soon": (W, "the driver branch reaches its end of life within 90 days"),
+    "branch-eol-unknown": (W, "the driver branch's end of life is not known"),
+    "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
+    "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
+    "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
+                         "(<= R580 suffixed, >= R590 pinning)"),
+}
+
+#: How close an end of life must be to warn (nvidia-facts.md section 2).
+EOL_WARNING_DAYS = 90
+#: The first branch whose Ubuntu packages drop the branch suffix [DIG].
+PINNING_FROM = 590
+
+
+def expected_naming(branch: str) -> str:
+    """The package naming era a branch number implies: "suffixed" below R590, else "pinning".
+
+    >>> expected_naming("580"), expected_naming("595")
+    ('suffixed', 'pinning')
+    """
+    return "suffixed" if int(branch) < PINNING_FROM else "pinning"
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """What every rule looks at: the profile and the facts it points to."""
+
+    profile: Profile
+    kb: KnowledgeBase
+    today: datetime.date
+    branch: Branch
+    gpu: Gpu
+    arch: Architecture
+
+    @property
+    def pinned(self) -> DriverVersion | None:
+        v = self.profile.driver.version
+        return DriverVersion(v) if v else None
+
+    @property
+    def driver_shown(self) -> str:
+        """The driver as the profile asks for it: ``R595`` or ``595.58.03``."""
+        return self.profile.driver.version or f"R{self.branch.name}"
+
+
+def _finding(rule: str, message: str) -> Finding:
+    return Finding(rule, RULES[rule][0], message)
+
+
+Rule = Callable[[_Ctx], Iterator[Finding]]
+
+
+# -- CUDA toolkit vs driver ------------------------------------------------------
+
+def _cuda(c: _Ctx) -> Iterator[Finding]:
+    toolkit = c.profile.cuda_toolkit
+    if toolkit is None:
+        return
+    kb, branch = c.kb, c.branch
+    major = str(cuda_tuple(toolkit)[0])
+    releases = kb.releases_of(toolkit)
+    if not releases:
+        yield _finding("cuda-unknown-release", unknown_toolkit(kb, toolkit))
+        return
+    if all(r.min_driver is None for r in releases):
+        r = releases[0]
+        yield _finding("cuda-release-unconfirmed",
+                       f"the minimum driver of CUDA {toolkit} is UNCONFIRMED"
+                       f"{f' ({r.note})' if r.note else ''} {r.cite}")
+
+    ceiling = branch.max_cuda
+    ceiling_major = str(cuda_tuple(ceiling)[0])
+    floor = kb.mvc_floor(major)
+    if cuda_tuple(ceiling)[0] < int(major):
+        yield _finding("cuda-major-above-driver",
+                       f"CUDA {toolkit} needs a CUDA {major}.x driver but R{branch.name} "
+                       f"tops out at CUDA {ceiling} (a newer major needs cuda-compat, which "
+                       f"golden does not install) {branch.cite}")
+        return
+    if floor is not None:
+        floor_version, floor_fact = floor
+        below = (c.pinned < floor_version if c.pinned is not None
+                 else int(branch.name) < floor_version.parts[0])
+        if below:
+            yield _finding("driver-below-mvc-floor",
+                           f"CUDA {major}.x needs driver >= {floor_version} but the profile "
+                           f"asks for {c.driver_shown} {floor_fact.cite}")
+            return
+    if ceiling_major == major and cuda_tuple(toolkit) > cuda_tuple(ceiling):
+        mvc = f" {floor[1].cite}" if floor else ""
+        yield _finding("cuda-minor-above-driver",
+                       f"CUDA {toolkit} is newer than R{branch.name}'s CUDA {ceiling} ceiling: "
+                       f"it runs under minor-version compatibility only (no PTX JIT of "
+                       f"{toolkit} code, APIs that need a newer driver fail){mvc} {branch.cite}")
+        return
+    if c.pinned is not None:
+        # The toolkit resolves to the newest update of X.Y, so any update whose
+        # bundled driver is newer than the pin runs under MVC only.
+        newer = [r for r in releases if r.min_driver and DriverVersion(r.min_driver) > c.pinned]
+        if newer:
+            r = max(newer, key=lambda x: DriverVersion(x.min_driver or "0"))
+            yield _finding("driver-below-toolkit-driver",
+                           f"driver {c.pinned} is older than the {r.min_driver} that CUDA "
+                           f"{r.version} ships with: allowed under minor-version compatibility, "
+                           f"but PTX JIT and newer-driver APIs fail {r.cite}")
+
+
+def unknown_toolkit(kb: KnowledgeBase, toolkit: str) -> str:
+    """Why a toolkit X.Y that has no release in the data is refused (also used by `matrix`)."""
+    minors = kb.cuda_minors()
+    same_major = [m for m in minors if cuda_tuple(m)[0] == cuda_tuple(toolkit)[0]]
+    # Inside the span of a major the data knows, a gap is a release that never
+    # happened (12.7); outside it, golden's data simply does not reach that far.
+    if same_major and cuda_tuple(same_major[0]) < cuda_tuple(toolkit) < cuda_tuple(same_major[-1]):
+        return (f"CUDA {toolkit} was never released; CUDA {cuda_tuple(toolkit)[0]}.x toolkits: "
+                f"{', '.join(same_major)} [RN]")
+    return f"CUDA {toolkit} is not a toolkit golden knows (known: {minors[0]} to {minors[-1]}) [RN]"
+
+
+# -- driver version, GPU and architecture ----------------------------------------
+
+def _pinned_version(c: _Ctx) -> Iterator[Finding]:
+    if c.pinned is not None and c.pinned.branch != c.branch.name:
+        yield _finding("driver-version-outside-branch",
+                       f"driver.version {c.pinned} is of branch R{c.pinned.branch}, not of "
+                       f"driver.branch R{c.branch.name}")
+
+
+def _gpu(c: _Ctx) -> Iterator[Finding]:
+    gpu, branch = c.gpu, c.branch
+    if gpu.min_driver is not None:
+        need = DriverVersion(gpu.min_driver)
+        why = f" ({gpu.min_driver_note})" if gpu.min_driver_note else ""
+        if int(branch.name) < need.parts[0]:
+            yield _finding("gpu-needs-newer-driver",
+                           f"{gpu.name} needs driver >= {need}, which branch R{branch.name} "
+                           f"cannot give{why} {gpu.cite}")
+        elif c.pinned is not None and c.pinned.branch == branch.name and c.pinned < need:
+            yield _finding("gpu-needs-newer-driver",
+                           f"{gpu.name} needs driver >= {need}, but driver.version is "
+                           f"{c.pinned}{why} {gpu.cite}")
+    toolkit = c.profile.cuda_toolkit
+    if toolkit and gpu.min_cuda and cuda_tuple(toolkit) < cuda_tuple(gpu.min_cuda):
+        yield _finding("gpu-needs-newer-cuda",
+                       f"{gpu.name} needs CUDA >= {gpu.min_cuda} (first toolkit with its compute "
+                       f"capability); CUDA {toolkit} cannot build code for it {gpu.cite}")
+    arch = c.arch
+    if arch.last_branch is not None and int(branch.name) > int(arch.last_branch):
+        yield _finding("arch-branch-dropped",
+                       f"{arch.name} GPUs ({gpu.name}) are driven by branches up to "
+                       f"R{arch.last_branch} only, not R{branch.name} {arch.cite}")
+    # Not yet a field of kb.Architecture; read it when the knowledge base carries it.
+    last_major = getattr(arch, "last_cuda_major", None)
+    if toolkit and last_major is not None and cuda_tuple(toolkit)[0] > int(last_major):
+        yield _finding("arch-cuda-dropped",
+                       f"CUDA {toolkit} dropped {arch.name} GPUs ({gpu.name}); the last "
+                       f"toolkit for them is CUDA {last_major}.x {arch.cite}")
+
+
+def _module(c: _Ctx) -> Iterator[Finding]:
+    flavor, arch, gpu, branch = c.profile.driver.flavor, c.arch, c.gpu, c.branch
+    if flavor is Flavor.PROPRIETARY:
+        if arch.open_module == "required":
+            yield _finding("open-module-required",
+                           f"{gpu.name} is a {arch.name} GPU: it requires the open kernel "
+                           f"module; the proprietary module is unsupported on it {arch.cite}")
+        elif arch.open_module == "recommended":
+            yield _finding("open-module-recommended",
+                           f"{gpu.name} is a {arch.name} GPU: the open kernel module is "
+                           f"recommended; proprietary still works here but not on Grace Hopper "
+                           f"or Blackwell {arch.cite}")
+        if branch.proprietary_removed:
+            yield _finding("proprietary-removed",
+                           f"R{branch.name} ships no proprietary kernel module (removed) "
+                           f"{branch.cite}")
+    elif arch.open_module == "unsupported":
+        yield _finding("open-module-unsupported",
+                       f"{gpu.name} is a {arch.name} GPU, which the open kernel module does "
+                       f"not support; use flavor: proprietary {arch.cite}")
+
+
+def _fabric_manager(c: _Ctx) -> Iterator[Finding]:
+    fm, gpu = c.profile.fabric_manager, c.gpu
+    if gpu.nvswitch and fm is False:
+        yield _finding("fabric-manager-disabled",
+                       f"{gpu.name} boards have NVSwitches: without nvidia-fabricmanager (at "
+                       f"exactly the driver version) the GPUs do not come up for CUDA; set "
+                       f"fabric_manager: auto {gpu.cite}")
+    elif not gpu.nvswitch and fm is True:
+        yield _finding("fabric-manager-without-nvswitch",
+                       f"{gpu.name} has no NVSwitch: nvidia-fabricmanager has nothing to "
+                       f"manage and its service fails to start {gpu.cite}")
+
+
+# -- container toolkit -----------------------------------------------------------
+
+def _container(c: _Ctx) -> Iterator[Finding]:
+    ctk = c.profile.container.toolkit
+    if ctk is None:
+        return
+    fact = c.kb.container_toolkits.get(ctk)
+    if fact is None:
+        same = [v for v in c.kb.container_toolkits if v.rsplit(".", 1)[0] == ctk.rsplit(".", 1)[0]]
+        known = ", ".join(same) or ", ".join(list(c.kb.container_toolkits)[-3:])
+        yield _finding("ctk-unknown",
+                       f"NVIDIA Container Toolkit {ctk} is not a known release (known near it: "
+                       f"{known}) [CTKS; CTKD]")
+    elif fact.confidence == "unconfirmed":
+        yield _finding("ctk-unconfirmed",
+                       f"NVIDIA Container Toolkit {ctk} is UNCONFIRMED: no release of it was read "
+                       f"{fact.cite}")
+    if c.profile.container.runtime is Runtime.NONE:
+        yield _finding("ctk-without-runtime",
+                       f"container.toolkit {ctk} with container.runtime none: nvidia-ctk has no "
+                       f"runtime to configure (only CDI specs are written)")
+
+
+# -- branch lifecycle and source -------------------------------------------------
+
+def branch_status(branch: Branch, today: datetime.date) -> str:
+    """``EOL``, ``EOL soon`` (within 90 days), ``active`` or ``unknown`` (no date in the data)."""
+    end = branch.eol_date()
+    if end is None:
+        return "unknown"
+    if end < today:
+        return "EOL"
+    return "EOL soon" if (end - today).days <= EOL_WARNING_DAYS else "active"
+
+
+def _lifecycle(c: _Ctx) -> Iterator[Finding]:
+    branch = c.branch
+    status, end = branch_status(branch, c.today), branch.eol_date()
+    if status == "unknown":
+        yield _finding("branch-eol-unknown",
+                       f"R{branch.name}'s end of life is not known; check NVIDIA's lifecycle page "
+                       f"before relying on it {branch.cite}")
+    elif status == "EOL" and end is not None:
+        when = "already" if branch.eol == "ended" else f"on {end.isoformat()}"
+        yield _finding("branch-eol",
+                       f"R{branch.name} ({branch.type or 'type unknown'}) reached end of life "
+                       f"{when}: no more security fixes {branch.cite}")
+    elif status == "EOL soon" and end is not None:
+        yield _finding("branch-eol-soon",
+                       f"R{branch.name} reaches end of life on {end.isoformat()}, "
+                       f"{(end - c.today).days} days after {c.today.isoformat()} {branch.cite}")
+    if branch.confidence == "unconfirmed":
+        yield _finding("branch-unconfirmed",
+                       f"R{branch.name}'s facts (type, CUDA {branch.max_cuda} ceiling, end of "
+                       f"life) are UNCONFIRMED {branch.cite}")
+
+
+def _source(c: _Ctx) -> Iterator[Finding]:
+    if c.profile.driver.source is DriverSource.DISTRO:
+        yield _finding("driver-from-distro",
+                       f"driver.source distro: the OS vendor's R{c.branch.name} packages lag "
+                       f"NVIDIA's CUDA repository by months and often default to the proprietary "
+                       f"module (host-baseline seed, failure mode 4)")
+
+
+def _naming(c: _Ctx) -> Iterator[Finding]:
+    want = expected_naming(c.branch.name)
+    if c.branch.naming != want:
+        yield _finding("branch-naming",
+                       f"golden/data/branches.yaml gives R{c.branch.name} naming "
+                       f"{c.branch.naming!r}, but branches below R{PINNING_FROM} carry the branch "
+                       f"in package names and R{PINNING_FROM}+ use nvidia-driver-pinning-<branch>: "
+                       f"expected {want!r} [DIG]")
+
+
+_RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _module, _fabric_manager,
+                            _container, _lifecycle, _source)
+
+
+def check(profile: Profile, kb: KnowledgeBase, *,
+          today: datetime.date | None = None) -> list[Finding]:
+    """Every finding for one profile, errors first, in a stable order."""
+    gpu = kb.gpus[profile.gpu]
+    ctx = _Ctx(profile=profile, kb=kb, today=today or datetime.date.today(),
+               branch=kb.branches[profile.driver.branch], gpu=gpu, arch=kb.architectures[gpu.arch])
+    found = [f for rule in _RULES for f in rule(ctx)]
+    return sorted(found, key=lambda f: f.severity is not Severity.ERROR)
+
+
+def has_errors(findings: Iterable[Finding], *, strict: bool = False) -> bool:
+    """True when a build must stop: any error, or any finding at all with ``strict``."""
+    return any(strict or f.severity is Severity.ERROR for f in findings)
+
+
+def format_finding(profile_name: str, f: Finding) -> str:
+    """``h100-r595: error[cuda-major-above-driver]: CUDA 13.2 needs ... [RN]``"""
+    return f"{profile_name}: {f.severity}[{f.rule}]: {f.message}"

@@ -1,0 +1,285 @@
+"""The compatibility gate: every rule fires on a failing profile and stays quiet on a passing one.
+
+Profiles are built from one explicit, known-good baseline (H100 SXM, R595 open,
+CUDA 13.2, Docker + CTK 1.19.0) with ``dataclasses.replace``, and checked on a
+fixed date so end-of-life rules do not depend on the day the tests run.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from typing import Any
+
+import pytest
+
+from golden.gate import (
+    RULES,
+    Finding,
+    Severity,
+    check,
+    expected_naming,
+    format_finding,
+    has_errors,
+)
+from golden.kb import Architecture, KnowledgeBase, load
+from golden.profile import (
+    DriverSource,
+    Flavor,
+    Profile,
+    Runtime,
+    load_all,
+    load_profile,
+    profile_names,
+)
+
+TODAY = datetime.date(2026, 11, 20)
+KB = load()
+
+
+@cache
+def _loaded(name: str) -> Profile:
+    return load_profile(name)
+
+
+def variant(*, driver: Mapping[str, Any] | None = None, container: Mapping[str, Any] | None = None,
+            **top: Any) -> Profile:
+    """The baseline with some fields changed; ``driver``/``container`` change those sections."""
+    p = _loaded("h100-r595")
+    base = replace(
+        p, gpu="h100-sxm", cuda_toolkit="13.2", fabric_manager=None,
+        driver=replace(p.driver, branch="595", flavor=Flavor.OPEN, source=DriverSource.NVIDIA,
+                       version=None),
+        container=replace(p.container, runtime=Runtime.DOCKER, toolkit="1.19.0"),
+    )
+    return replace(base, driver=replace(base.driver, **(driver or {})),
+                   container=replace(base.container, **(container or {})), **top)
+
+
+def rules(findings: list[Finding]) -> set[str]:
+    return {f.rule for f in findings}
+
+
+@dataclass(frozen=True)
+class Arch13(Architecture):
+    """An architecture that carries ``last_cuda_major`` (not yet a field of kb.Architecture)."""
+
+    last_cuda_major: str | None = None
+
+
+def with_volta_cuda_limit(kb: KnowledgeBase) -> KnowledgeBase:
+    volta = {k: v for k, v in asdict(kb.architectures["volta"]).items() if k != "last_cuda_major"}
+    return replace(kb, architectures={**kb.architectures,
+                                      "volta": Arch13(**volta, last_cuda_major="12")})
+
+
+def with_naming(branch: str, naming: str) -> Callable[[KnowledgeBase], KnowledgeBase]:
+    def change(kb: KnowledgeBase) -> KnowledgeBase:
+        return replace(kb, branches={**kb.branches,
+                                     branch: replace(kb.branches[branch], naming=naming)})
+    return change
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    bad: dict[str, Any]                     # keyword arguments of variant()
+    good: dict[str, Any]
+    says: tuple[str, ...]                   # numbers the message must cite
+    today: datetime.date = TODAY            # the day the failing profile is checked on
+    kb: Callable[[KnowledgeBase], KnowledgeBase] | None = None       # data the failing one sees
+    good_kb: Callable[[KnowledgeBase], KnowledgeBase] | None = None  # data the passing one sees
+    id: str = field(default="")
+
+
+PROP = {"flavor": Flavor.PROPRIETARY}
+R580 = {"branch": "580"}
+B200 = {"gpu": "b200", "cuda_toolkit": None}
+CASES = [
+    Case("cuda-unknown-release", {"cuda_toolkit": "12.7"}, {"cuda_toolkit": "12.8"},
+         ("12.7", "12.6, 12.8", "[RN]")),
+    Case("cuda-unknown-release", {"cuda_toolkit": "11.8"}, {"cuda_toolkit": "12.9"},
+         ("11.8", "12.0 to 13.5"), id="outside-data"),
+    Case("cuda-release-unconfirmed", {"cuda_toolkit": "13.5", "driver": {"branch": "620"}},
+         {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("13.5", "UNCONFIRMED")),
+    Case("cuda-major-above-driver", {"cuda_toolkit": "13.2", "driver": {"branch": "535"}},
+         {"cuda_toolkit": "12.2", "driver": {"branch": "535"}}, ("13.2", "R535", "12.2", "[")),
+    Case("cuda-major-above-driver", {"cuda_toolkit": "13.0", "driver": {"branch": "575"}},
+         {"cuda_toolkit": "13.0", "driver": {"branch": "580"}}, ("13.0", "R575", "12.9"),
+         id="r575"),
+    Case("driver-below-mvc-floor",
+         {"cuda_toolkit": "12.0", "driver": {"branch": "525", "version": "525.47.07"}},
+         {"cuda_toolkit": "12.0", "driver": {"branch": "525", "version": "525.60.13"}},
+         ("525.60.13", "525.47.07", "[MVC]")),
+    Case("cuda-minor-above-driver", {"cuda_toolkit": "13.2", "driver": {"branch": "580"}},
+         {"cuda_toolkit": "13.0", "driver": {"branch": "580"}}, ("13.2", "R580", "13.0", "[MVC]")),
+    Case("cuda-minor-above-driver",
+         {"cuda_toolkit": "12.8", "gpu": "l40s", "driver": {"branch": "565"}},
+         {"cuda_toolkit": "12.6", "gpu": "l40s", "driver": {"branch": "565"}},
+         ("12.8", "R565", "12.7"), id="r565"),
+    Case("driver-below-toolkit-driver", {"driver": {"version": "595.58.03"}},
+         {"driver": {"version": "595.71.05"}}, ("595.58.03", "595.71.05", "13.2.2", "[RN]")),
+    Case("driver-version-outside-branch", {"driver": {"version": "580.95.05"}},
+         {"driver": {"version": "595.91.07"}}, ("580.95.05", "R580", "R595")),
+    Case("gpu-needs-newer-driver", {**B200, "driver": {"branch": "565"}},
+         {**B200, "driver": {"branch": "570"}}, ("570.133.20", "R565", "[")),
+    Case("gpu-needs-newer-driver", {**B200, "driver": {"branch": "570", "version": "570.124.06"}},
+         {**B200, "driver": {"branch": "570", "version": "570.133.20"}},
+         ("570.133.20", "570.124.06"), id="b200-pinned"),
+    Case("gpu-needs-newer-driver",
+         {"gpu": "b300", "cuda_toolkit": None, "driver": {"branch": "580", "version": "580.65.06"}},
+         {"gpu": "b300", "cuda_toolkit": None, "driver": {"branch": "580", "version": "580.82.07"}},
+         ("580.82.07", "580.65.06"), id="b300-pinned"),
+    Case("gpu-needs-newer-driver", {"gpu": "rtx-pro-6000", "cuda_toolkit": None,
+                                    "driver": {"branch": "570"}},
+         {"gpu": "rtx-pro-6000", "cuda_toolkit": None, "driver": {"branch": "575"}},
+         ("575.57.08", "R570"), id="rtx-pro-6000"),
+    Case("gpu-needs-newer-driver", {"gpu": "h200-sxm", "cuda_toolkit": None,
+                                    "driver": {"branch": "535"}},
+         {"gpu": "h200-sxm", "cuda_toolkit": None, "driver": {"branch": "550"}},
+         ("550.90.07", "R535"), id="h200"),
+    Case("gpu-needs-newer-cuda", {"gpu": "b200", "cuda_toolkit": "12.6", "driver": R580},
+         {"gpu": "b200", "cuda_toolkit": "12.8", "driver": R580}, ("12.8", "12.6")),
+    Case("arch-branch-dropped",
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "595", **PROP}},
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "580", **PROP}},
+         ("R580", "R595", "volta")),
+    Case("arch-cuda-dropped",
+         {"gpu": "v100", "cuda_toolkit": "13.0", "driver": {"branch": "580", **PROP}},
+         {"gpu": "v100", "cuda_toolkit": "12.9", "driver": {"branch": "580", **PROP}},
+         ("13.0", "12.x", "volta"), kb=with_volta_cuda_limit, good_kb=with_volta_cuda_limit),
+    Case("open-module-required", {"gpu": "b200", "cuda_toolkit": None, "driver": PROP},
+         {"gpu": "b200", "cuda_toolkit": None}, ("B200", "blackwell", "[")),
+    Case("open-module-required", {"gpu": "gh200", "driver": PROP}, {"gpu": "gh200"},
+         ("GH200", "grace-hopper"), id="gh200"),
+    Case("open-module-recommended", {"driver": PROP}, {}, ("H100", "hopper", "[")),
+    Case("open-module-unsupported",
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "580"}},
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "580", **PROP}},
+         ("V100", "volta", "proprietary")),
+    Case("proprietary-removed", {"cuda_toolkit": None, "driver": {"branch": "620", **PROP}},
+         {"cuda_toolkit": None, "driver": {"branch": "595", **PROP}}, ("R620", "[")),
+    Case("fabric-manager-disabled", {"fabric_manager": False}, {"fabric_manager": True},
+         ("H100", "NVSwitch")),
+    Case("fabric-manager-without-nvswitch", {"gpu": "l40s", "fabric_manager": True},
+         {"gpu": "l40s", "fabric_manager": None}, ("L40S",)),
+    Case("ctk-unknown", {"container": {"toolkit": "1.19.7"}}, {"container": {"toolkit": "1.19.1"}},
+         ("1.19.7", "1.19.0, 1.19.1")),
+    Case("ctk-unconfirmed", {"container": {"toolkit": "1.20.1"}},
+         {"container": {"toolkit": "1.20.0"}}, ("1.20.1", "UNCONFIRMED")),
+    Case("ctk-without-runtime", {"container": {"runtime": Runtime.NONE}},
+         {"container": {"runtime": Runtime.CONTAINERD}}, ("1.19.0", "none")),
+    Case("branch-eol", {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "535"}},
+         {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "580"}},
+         ("R535", "2026-06-30", "[")),
+    Case("branch-eol", {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "575"}},
+         {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "595"}},
+         ("R575", "already"), id="ended"),
+    Case("branch-eol-soon", {}, {}, ("R595", "2027-03-31", "75 days"),
+         today=datetime.date(2027, 1, 15)),
+    Case("branch-eol-unknown", {"cuda_toolkit": "13.1", "driver": {"branch": "590"}},
+         {"cuda_toolkit": "13.1", "driver": {"branch": "595"}}, ("R590",)),
+    Case("branch-unconfirmed", {"cuda_toolkit": "13.3", "driver": {"branch": "615"}},
+         {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("R615", "13.4", "UNCONFIRMED")),
+    Case("driver-from-distro", {"driver": {"source": DriverSource.DISTRO}}, {},
+         ("R595", "failure mode 4")),
+    Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
+         kb=with_naming("595", "suffixed")),
+    Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},
+         {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},
+         ("R580", "'pinning'", "expected 'suffixed'"), kb=with_naming("580", "pinning"), id="r580"),
+]
+
+
+def _id(case: Case) -> str:
+    return f"{case.rule}-{case.id}" if case.id else case.rule
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_rule_fires_on_failing_profile(case: Case) -> None:
+    kb = case.kb(KB) if case.kb else KB
+    found = [f for f in check(variant(**case.bad), kb, today=case.today) if f.rule == case.rule]
+    assert found, f"{case.rule} did not fire"
+    (f,) = found
+    assert f.severity is RULES[case.rule][0]
+    for needle in case.says:
+        assert needle in f.message, f"{needle!r} not in {f.message!r}"
+    assert "\n" not in f.message
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_rule_quiet_on_passing_profile(case: Case) -> None:
+    kb = case.good_kb(KB) if case.good_kb else KB
+    assert case.rule not in rules(check(variant(**case.good), kb, today=TODAY))
+
+
+def test_every_rule_has_a_case() -> None:
+    assert {c.rule for c in CASES} == set(RULES)
+
+
+def test_baseline_is_clean() -> None:
+    assert check(variant(), KB, today=TODAY) == []
+
+
+def test_r580_runs_12_9_without_warning() -> None:
+    """12.9 on R580 (ceiling 13.0) is backward compatibility, not minor-version compatibility."""
+    found = check(variant(gpu="l40s", cuda_toolkit="12.9", driver=R580), KB, today=TODAY)
+    assert not {"cuda-minor-above-driver", "cuda-major-above-driver"} & rules(found)
+
+
+def test_major_rule_hides_the_ones_it_implies() -> None:
+    found = rules(check(variant(cuda_toolkit="13.2", driver={"branch": "575"}), KB, today=TODAY))
+    assert "cuda-major-above-driver" in found
+    assert not {"driver-below-mvc-floor", "cuda-minor-above-driver"} & found
+
+
+def test_errors_come_first() -> None:
+    found = check(variant(cuda_toolkit="13.2", driver={"branch": "535", **PROP}), KB, today=TODAY)
+    severities = [f.severity for f in found]
+    assert Severity.ERROR in severities and Severity.WARNING in severities
+    assert severities == sorted(severities, key=lambda s: s is not Severity.ERROR)
+
+
+def test_has_errors_and_strict() -> None:
+    warning = Finding("branch-eol", Severity.WARNING, "R535 reached end of life")
+    error = Finding("ctk-unknown", Severity.ERROR, "1.19.7")
+    assert not has_errors([])
+    assert not has_errors([warning])
+    assert has_errors([warning], strict=True)
+    assert has_errors([warning, error])
+    assert not has_errors([], strict=True)
+
+
+def test_format_finding() -> None:
+    f = Finding("cuda-major-above-driver", Severity.ERROR, "CUDA 13.2 needs ... [RN]")
+    assert format_finding("h100-r595", f) == (
+        "h100-r595: error[cuda-major-above-driver]: CUDA 13.2 needs ... [RN]")
+
+
+def test_rules_table_is_documented() -> None:
+    for rule, (severity, text) in RULES.items():
+        assert rule == rule.lower() and " " not in rule
+        assert isinstance(severity, Severity) and text and "\n" not in text
+
+
+@pytest.mark.parametrize(("branch", "naming"), [("535", "suffixed"), ("580", "suffixed"),
+                                                ("590", "pinning"), ("620", "pinning")])
+def test_expected_naming(branch: str, naming: str) -> None:
+    assert expected_naming(branch) == naming
+
+
+def test_shipped_profiles_pass() -> None:
+    profiles = load_all(kb=KB)
+    assert [p.name for p in profiles] == profile_names()
+    for p in profiles:
+        found = check(p, KB, today=TODAY)
+        assert not has_errors(found), [format_finding(p.name, f) for f in found]
+
+
+def test_local_profile_warns_about_eol_and_distro() -> None:
+    if "local-debian12-r535" not in profile_names():
+        pytest.skip("profile local-debian12-r535 is not shipped")
+    found = rules(check(_loaded("local-debian12-r535"), KB, today=TODAY))
+    assert {"branch-eol", "driver-from-distro"} <= found
