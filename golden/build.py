@@ -21,7 +21,7 @@ from golden.commands import BUILD, gated_plan, target_of
 from golden.errors import GoldenError
 from golden.kb import load as load_kb
 from golden.plan import BuildPlan
-from golden.profile import TargetKind
+from golden.profile import PROFILES, TargetKind
 from golden.run import run
 from golden.sbom import write_sbom
 from golden.targets import local, rootfs
@@ -43,8 +43,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolved_from_lock(name: str) -> dict[str, str]:
-    entry = lockfile.load()["profiles"].get(name)
+def resolved_from_lock(name: str, lock_path: Path) -> dict[str, str]:
+    entry = lockfile.load(lock_path)["profiles"].get(name)
     resolved = (entry or {}).get("resolved") or {}
     packages = resolved.get("packages") if isinstance(resolved, dict) else None
     if not packages:
@@ -53,12 +53,14 @@ def resolved_from_lock(name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in packages.items()}
 
 
-def build(name: str, target: str | None, *, locked: bool = False) -> str:
+def build(name: str, target: str | None, *, locked: bool = False, lock_path: Path = lockfile.LOCK_PATH,
+          build_root: Path = BUILD, profiles_dir: Path = PROFILES) -> str:
+    """Bake ``name``; on success record it in ``lock_path`` and return a summary."""
     kb = load_kb()
-    resolved = resolved_from_lock(name) if locked else None
-    plan = gated_plan(name, kb, resolved=resolved)
+    resolved = resolved_from_lock(name, lock_path) if locked else None
+    plan = gated_plan(name, kb, resolved=resolved, profiles_dir=profiles_dir)
     kind = target_of(plan.profile, target)
-    out_dir = BUILD / name
+    out_dir = build_root / name
     with step(f"Rendering {name}"):
         render.render(plan, out_dir)
     with step("Validating with packer validate"):
@@ -66,13 +68,13 @@ def build(name: str, target: str | None, *, locked: bool = False) -> str:
     build_id = str(uuid.uuid4())
     say(f"build {build_id}")
     if kind is TargetKind.LOCAL:
-        entry = bake_local(plan, out_dir, build_id)
+        entry = bake_local(plan, out_dir, build_id, work_root=build_root / ".work")
     else:
         raise GoldenError("real amazon-ebs bakes are not wired up yet; use --dry-run or --target local",
                           where="--target")
-    inputs = lockfile.inputs_sha256(name)
-    with step("Recording the build in images.lock"):
-        lockfile.update(lambda lock: lockfile.add_build(lock, name, entry, inputs_sha256=inputs))
+    inputs = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
+    with step(f"Recording the build in {_rel(lock_path)}"):
+        lockfile.update(lambda lock: lockfile.add_build(lock, name, entry, inputs_sha256=inputs), lock_path)
     art = out_dir / "artifacts"
     return (f"built {name} ({build_id}): verification passed\n"
             f"  image  {_rel(art / 'rootfs.tar.zst')}\n"
@@ -84,11 +86,11 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
-def bake_local(plan: BuildPlan, out_dir: Path, build_id: str) -> dict[str, Any]:
+def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path) -> dict[str, Any]:
     base = rootfs.ensure_base(plan)
     staging = out_dir / f".artifacts-{build_id}"
     staging.mkdir(parents=True)
-    work = BUILD / ".work" / build_id
+    work = work_root / build_id
     try:
         with local.session(base, work, out_dir) as s:
             variables = {

@@ -76,9 +76,9 @@ def matrix_(cuda: str | None, gpu: str | None) -> str:
 
 
 def gated_plan(name: str, kb: KnowledgeBase, *, strict: bool = False,
-               resolved: dict[str, str] | None = None) -> BuildPlan:
+               resolved: dict[str, str] | None = None, profiles_dir: Path = PROFILES) -> BuildPlan:
     """Load, gate (printing warnings) and plan a profile; refuse on gate errors."""
-    p = load_profile(name, kb=kb)
+    p = load_profile(name, root=profiles_dir, kb=kb)
     findings = gate.check(p, kb)
     for f in findings:
         say(gate.format_finding(name, f))

@@ -218,7 +218,7 @@ def _gpu(c: _Ctx) -> Iterator[Finding]:
                        f"{arch.name} GPUs ({gpu.name}) are driven by branches up to "
                        f"R{arch.last_branch} only, not R{branch.name} {arch.cite}")
     # Not yet a field of kb.Architecture; read it when the knowledge base carries it.
-    last_major = getattr(arch, "last_cuda_major", None)
+    last_major = arch.last_cuda_major
     if toolkit and last_major is not None and cuda_tuple(toolkit)[0] > int(last_major):
         yield _finding("arch-cuda-dropped",
                        f"CUDA {toolkit} dropped {arch.name} GPUs ({gpu.name}); the last "

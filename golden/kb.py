@@ -69,6 +69,7 @@ class Architecture(Fact):
     open_module: str          # required | recommended | unsupported
     first_cuda: str
     last_branch: str | None = None
+    last_cuda_major: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
         architectures={
             str(k): Architecture(
                 name=str(k), open_module=str(v["open_module"]), first_cuda=str(v["first_cuda"]),
-                last_branch=v.get("last_branch"), **_fact(v),
+                last_branch=v.get("last_branch"),
+                last_cuda_major=v.get("last_cuda_major"), **_fact(v),
             )
             for k, v in gpus_raw["architectures"].items()
         },
