@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 # cloud-init (its schema check), mmdebstrap (local bakes), QEMU (boot tests),
 # openssh-server (sshd inside a local bake), zstd (artifacts).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
-              dpkg-dev gnupg apt-utils qemu-system-x86 e2fsprogs)
+              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs)
 
 missing=()
 for p in "${apt_packages[@]}"; do
