@@ -1,0 +1,321 @@
+"""Rendering: a build plan turned into Packer HCL2, cloud-init and expectations.
+
+One call writes everything a bake needs into ``build/NAME/``::
+
+    >>> files = render(plan, ROOT / "build" / plan.profile.name)
+    >>> sorted(f.name for f in files)[:3]
+    ['build.pkr.hcl', 'expectations.json', 'first-boot.cfg']
+
+The output is deterministic (same plan, templates and scripts give the same
+bytes) and written atomically: the tree is rendered beside ``out_dir`` and
+swapped in whole, so a failed render leaves the previous output as it was.
+
+Values from the profile never reach a template raw: HCL gets them through
+:func:`hcl_string` (string escaping plus ``${``/``%{`` neutralised), YAML
+through :func:`yaml_scalar`, a shell through :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from golden import ROOT, packer
+from golden.errors import GoldenError
+from golden.plan import BuildPlan
+
+TEMPLATES = ROOT / "templates"
+
+#: Where the staged copy of scripts/ lives on the machine being baked.
+STAGE_DIR = "/tmp/golden"
+
+#: A provisioning step: scripts/NN-name.sh, run in numeric order.
+SCRIPT = re.compile(r"^(?P<order>[0-9]{2})-[A-Za-z0-9][A-Za-z0-9._-]*\.sh$")
+
+#: (template, output) pairs, relative to templates/ and out_dir.
+OUTPUTS = (
+    ("packer/plugins.pkr.hcl.j2", "plugins.pkr.hcl"),
+    ("packer/variables.pkr.hcl.j2", "variables.pkr.hcl"),
+    ("packer/sources.pkr.hcl.j2", "sources.pkr.hcl"),
+    ("packer/build.pkr.hcl.j2", "build.pkr.hcl"),
+    ("cloud-init/user-data.j2", "cloud-init/user-data"),
+    ("cloud-init/meta-data.j2", "cloud-init/meta-data"),
+    ("cloud-init/first-boot.cfg.j2", "cloud-init/first-boot.cfg"),
+)
+
+#: Units that must not touch packages while the build instance is being baked.
+APT_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
+             "apt-daily-upgrade.service", "unattended-upgrades.service")
+
+_HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+# --------------------------------------------------------------------------
+# Escaping filters.
+
+def hcl_escape(value: str) -> str:
+    r"""The body of an HCL quoted string that reads back as exactly ``value``.
+
+    Backslash, quote and control characters are escaped (HCL knows ``\n \r \t
+    \" \\`` and ``\uNNNN``); ``${`` and ``%{`` are doubled so that Packer never
+    interpolates them. ``{{`` is refused: Packer expands Go templates in many
+    string settings after HCL has read them, and there is no escape for that.
+
+    >>> hcl_escape('a "b" ${env("HOME")}')
+    'a \\"b\\" $${env(\\"HOME\\")}'
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"hcl_escape takes a string, not {type(value).__name__}")
+    if "{{" in value:
+        raise GoldenError(f"{value!r} contains '{{{{', which Packer would expand as a template",
+                          where="render")
+    out = []
+    for ch in value:
+        if ch in _HCL_ESCAPES:
+            out.append(_HCL_ESCAPES[ch])
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out).replace("${", "$${").replace("%{", "%%{")
+
+
+def hcl_string(value: str) -> str:
+    """``value`` as a quoted HCL string literal (see :func:`hcl_escape`)."""
+    return f'"{hcl_escape(value)}"'
+
+
+def hcl_map(items: Iterable[tuple[str, str]], indent: int) -> str:
+    """Lines ``"key" = "value"`` with the ``=`` aligned the way ``packer fmt`` does."""
+    pairs = [(hcl_string(k), hcl_string(v)) for k, v in items]
+    if not pairs:
+        return ""
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{' ' * indent}{k.ljust(width)} = {v}" for k, v in pairs)
+
+
+def yaml_scalar(value: str | int | bool | None) -> str:
+    """One YAML scalar on one line, quoted so that it reads back as exactly ``value``.
+
+    >>> yaml_scalar("a: b # c")
+    '"a: b # c"'
+    """
+    text = yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30)
+    text = text.removesuffix("\n").removesuffix("\n...")
+    if "\n" in text:     # PyYAML folds nothing at this width; make sure of it.
+        raise GoldenError(f"cannot write {value!r} on one YAML line", where="render")
+    return text
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(hcl=hcl_string, hcl_inner=hcl_escape, hcl_map=hcl_map, yaml=yaml_scalar,
+                       sh=shlex.quote)
+    return env
+
+
+# --------------------------------------------------------------------------
+# The provisioning steps: scripts/NN-name.sh in numeric order.
+
+@dataclass(frozen=True)
+class Step:
+    kind: str                  # "stage" (upload scripts/ to STAGE_DIR) | "script"
+    file: str = ""             # scripts/<file> for kind "script"
+    reboot: bool = False       # the script reboots the machine (expect_disconnect)
+    pause: bool = False        # first step after a reboot (pause_before = var.reboot_pause)
+
+
+def script_files(scripts: Path) -> list[str]:
+    """The step scripts in ``scripts`` (``NN-name.sh``), in install order."""
+    if not scripts.is_dir():
+        return []
+    names = [p.name for p in scripts.iterdir() if p.is_file() and SCRIPT.match(p.name)]
+    return sorted(names, key=lambda n: (int(n[:2]), n))
+
+
+def plan_steps(scripts: Path) -> list[Step]:
+    """Staging, then one step per script; a reboot re-stages and pauses the next step."""
+    files = script_files(scripts)
+    staged = scripts.is_dir() and any(p.is_file() for p in scripts.rglob("*"))
+    steps: list[Step] = [Step("stage")] if staged else []
+    after_reboot = False
+    for name in files:
+        if after_reboot and staged:
+            steps.append(Step("stage", pause=True))
+            after_reboot = False
+        reboot = name.endswith("-reboot.sh")
+        steps.append(Step("script", file=name, reboot=reboot, pause=after_reboot))
+        after_reboot = reboot
+    return steps
+
+
+# --------------------------------------------------------------------------
+# The template context.
+
+def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
+    """Tags of the AMI and its snapshots: what the image holds, without looking inside."""
+    p = plan.profile
+    driver = next((x.version for x in plan.driver_packages if x.version and x.upstream is not None),
+                  None) or p.driver.version or f"{p.driver.branch} (newest at bake)"
+    tags = {
+        "Name": f"golden-{p.name}",
+        "golden:profile": p.name,
+        "golden:os": p.os.value,
+        "golden:arch": p.arch.value,
+        "golden:gpu": p.gpu,
+        "golden:driver-branch": p.driver.branch,
+        "golden:driver-flavor": p.driver.flavor.value,
+        "golden:driver-version": driver,
+        "golden:cuda": p.cuda_toolkit or "none",
+        "golden:container-runtime": p.container.runtime.value,
+        "golden:container-toolkit": p.container.toolkit or "none",
+    }
+    return sorted(tags.items())
+
+
+def _target(plan: BuildPlan) -> dict[str, Any]:
+    p = plan.profile
+    settings = packer.settings()
+    image = settings["images"][p.os.value]
+    t = p.target
+    name_filter, owner = image["name_filter"].format(arch=p.arch.value), image["owner"]
+    if t.source_image is not None and t.source_image.name_filter is not None:
+        name_filter, owner = t.source_image.name_filter, str(t.source_image.owner)
+    return {
+        "region": t.region,
+        "instance_type": t.build_instance_type,
+        "ssh_username": image["ssh_username"],
+        "root_device": image["root_device"],
+        "root_volume_gb": int(t.root_volume_gb),
+        "ami_regions": list(t.ami_regions),
+        "ec2_arch": settings["ec2_arch"][p.arch.value],
+        "name_filter": name_filter,
+        "owner": owner,
+    }
+
+
+def _plugin(name: str, spec: dict[str, Any]) -> dict[str, str]:
+    """A plugin of golden/data/packer.yaml; its name is an HCL identifier, so it is checked."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise GoldenError(f"plugin name {name!r} is not an identifier", where=str(packer.DATA))
+    return {"name": name, "address": str(spec["address"]), "version": str(spec["version"])}
+
+
+def context(plan: BuildPlan, scripts: Path) -> dict[str, Any]:
+    """Everything the templates see (plain data; escaping happens in the templates)."""
+    p = plan.profile
+    settings = packer.settings()
+    env = dict(sorted(plan.env().items()))
+    return {
+        "profile": p.name,
+        "description": p.description,
+        "plugins": [_plugin(name, spec) for name, spec in sorted(settings["plugins"].items())],
+        "target": _target(plan),
+        "tags": _tags(plan),
+        "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:profile", p.name)],
+        "script_env": [f"{k}={v}" for k, v in env.items() if k != "GOLDEN_BUILD_ID"],
+        "steps": plan_steps(scripts),
+        "stage_dir": STAGE_DIR,
+        "mask_command": "for u in " + " ".join(shlex.quote(u) for u in APT_UNITS)
+                        + '; do systemctl mask --runtime --now "$u" || true; done',
+        "preserve_sources": p.repos.os is not None,
+    }
+
+
+# --------------------------------------------------------------------------
+# Writing.
+
+def _copy_scripts(src: Path, dest: Path) -> list[Path]:
+    """Copy ``src`` (regular files and folders; no dotfiles, links followed) into ``dest``."""
+    written: list[Path] = []
+    dest.mkdir()
+    if not src.is_dir():
+        return written
+    for entry in sorted(src.iterdir()):
+        if entry.name.startswith(".") or entry.name == "__pycache__":
+            continue
+        target = dest / entry.name
+        if entry.is_dir():
+            written += _copy_scripts(entry, target)
+        elif entry.is_file():
+            shutil.copyfile(entry, target)
+            target.chmod(0o755 if os.access(entry, os.X_OK) else 0o644)
+            written.append(target)
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return path
+
+
+def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -> list[Path]:
+    """Render ``plan`` into ``out_dir``; return the files written (under ``out_dir``).
+
+    ``scripts_dir`` defaults to the checkout's ``scripts/``; it is copied to
+    ``out_dir/scripts`` and its ``NN-name.sh`` files become the provisioning steps.
+    """
+    scripts = scripts_dir if scripts_dir is not None else ROOT / "scripts"
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    env = _environment()
+    ctx = context(plan, scripts)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render-", dir=out_dir.parent))
+    try:
+        files: list[Path] = []
+        for template, output in OUTPUTS:
+            try:
+                text = env.get_template(template).render(ctx)
+            except jinja2.TemplateError as exc:
+                raise GoldenError(f"cannot render {template}: {exc}", where="templates/") from None
+            files.append(_write(tmp / output, text))
+        expectations = json.dumps(plan.expectations(), indent=2, sort_keys=True, ensure_ascii=False)
+        files.append(_write(tmp / "expectations.json", expectations + "\n"))
+        files += _copy_scripts(scripts, tmp / "scripts")
+        tmp.chmod(0o755)
+        _swap(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(out_dir / f.relative_to(tmp) for f in files)
+
+
+def _swap(new: Path, out_dir: Path) -> None:
+    """Put ``new`` in place of ``out_dir``; the old tree is moved aside, then removed."""
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        out_dir.replace(old / "tree")
+    try:
+        new.replace(out_dir)
+    except BaseException:
+        if old is not None:
+            (old / "tree").replace(out_dir)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def rendered_hcl(out_dir: Path, *, plugins: bool = True) -> Sequence[Path]:
+    """The ``*.pkr.hcl`` files of a render, sorted; without plugins.pkr.hcl unless asked."""
+    return sorted(p for p in out_dir.glob("*.pkr.hcl") if plugins or p.name != "plugins.pkr.hcl")
