@@ -2,9 +2,9 @@
 
 One call writes everything a bake needs into ``build/NAME/``::
 
-    >>> files = render(plan, ROOT / "build" / plan.profile.name)
-    >>> sorted(f.name for f in files)[:3]
-    ['build.pkr.hcl', 'expectations.json', 'first-boot.cfg']
+    >>> out = ROOT / "build" / plan.profile.name
+    >>> [f.relative_to(out).as_posix() for f in render(plan, out)][:3]
+    ['build.pkr.hcl', 'cloud-init/first-boot.cfg', 'cloud-init/meta-data']
 
 The output is deterministic (same plan, templates and scripts give the same
 bytes) and written atomically: the tree is rendered beside ``out_dir`` and
@@ -37,7 +37,7 @@ from golden.plan import BuildPlan
 
 TEMPLATES = ROOT / "templates"
 
-#: Where the staged copy of scripts/ lives on the machine being baked.
+#: Where scripts/ and cloud-init/ are staged on the machine being baked (GOLDEN_STAGE).
 STAGE_DIR = "/tmp/golden"
 
 #: A provisioning step: scripts/NN-name.sh, run in numeric order.
@@ -137,10 +137,11 @@ def _environment() -> jinja2.Environment:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                  # "stage" (upload scripts/ to STAGE_DIR) | "script"
+    kind: str                  # "stage" (upload cloud-init/ and scripts/ to STAGE_DIR) | "script"
     file: str = ""             # scripts/<file> for kind "script"
     reboot: bool = False       # the script reboots the machine (expect_disconnect)
     pause: bool = False        # first step after a reboot (pause_before = var.reboot_pause)
+    scripts: bool = False      # kind "stage": scripts/ has files to upload
 
 
 def script_files(scripts: Path) -> list[str]:
@@ -152,17 +153,16 @@ def script_files(scripts: Path) -> list[str]:
 
 
 def plan_steps(scripts: Path) -> list[Step]:
-    """Staging, then one step per script; a reboot re-stages and pauses the next step."""
-    files = script_files(scripts)
-    staged = scripts.is_dir() and any(p.is_file() for p in scripts.rglob("*"))
-    steps: list[Step] = [Step("stage")] if staged else []
+    """Staging, then one step per script; after a reboot, a pause and staging again."""
+    has_files = scripts.is_dir() and any(p.is_file() for p in scripts.rglob("*"))
+    steps = [Step("stage", scripts=has_files)]
     after_reboot = False
-    for name in files:
-        if after_reboot and staged:
-            steps.append(Step("stage", pause=True))
+    for name in script_files(scripts):
+        if after_reboot:
+            steps.append(Step("stage", pause=True, scripts=has_files))
             after_reboot = False
         reboot = name.endswith("-reboot.sh")
-        steps.append(Step("script", file=name, reboot=reboot, pause=after_reboot))
+        steps.append(Step("script", file=name, reboot=reboot))
         after_reboot = reboot
     return steps
 
@@ -231,7 +231,8 @@ def context(plan: BuildPlan, scripts: Path) -> dict[str, Any]:
         "target": _target(plan),
         "tags": _tags(plan),
         "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:profile", p.name)],
-        "script_env": [f"{k}={v}" for k, v in env.items() if k != "GOLDEN_BUILD_ID"],
+        "script_env": [f"{k}={v}" for k, v in env.items()
+                       if k not in ("GOLDEN_BUILD_ID", "GOLDEN_STAGE")],
         "steps": plan_steps(scripts),
         "stage_dir": STAGE_DIR,
         "mask_command": "for u in " + " ".join(shlex.quote(u) for u in APT_UNITS)

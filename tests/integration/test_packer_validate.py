@@ -38,7 +38,8 @@ import json, os
 print(json.dumps({
     "uid": os.getuid(),
     "env": {k: v for k, v in os.environ.items() if k.startswith("GOLDEN_")},
-    "staged": sorted(os.listdir("/tmp/golden")),
+    "staged": sorted(os.listdir("/tmp/golden/scripts")),
+    "cloud_init": sorted(os.listdir("/tmp/golden/cloud-init")),
     "order": open("/tmp/order").read().split("\\n")[:-1],
 }))
 EOF
@@ -141,9 +142,10 @@ def test_rendered_template_bakes_over_ssh(tmp_path: Path, sshd: tuple[int, Path]
 
     release = json.loads((out / "release.json").read_text())
     assert release["uid"] == 0                               # root, without sudo
-    want_env = {**plan.env(), "GOLDEN_BUILD_ID": "it-1"}
+    want_env = {**plan.env(), "GOLDEN_BUILD_ID": "it-1", "GOLDEN_STAGE": "/tmp/golden"}
     assert {k: release["env"][k] for k in want_env} == want_env
     assert release["staged"] == sorted(p.name for p in scripts.iterdir())
+    assert release["cloud_init"] == ["first-boot.cfg", "meta-data", "user-data"]
     assert release["order"] == ["10-apt-pins", "40-driver", "45-reboot", "50-cuda"]
 
     report = json.loads((out / "verify-report.json").read_text())
@@ -154,8 +156,9 @@ def test_rendered_template_bakes_over_ssh(tmp_path: Path, sshd: tuple[int, Path]
     assert report["private_key"] is None                    # the EC2-only step did not run
 
     steps = [e.name for e in events if e.kind == "step-start"]
-    assert steps == ["inline shell", "upload ./scripts/", *[f"{n}.sh" for n in names[:3]],
-                     "inline shell", "upload ./scripts/", *[f"{n}.sh" for n in names[3:]],
+    stage = ["inline shell", "upload ./cloud-init/", "upload ./scripts/"]
+    before, after = [f"{n}.sh" for n in names[:3]], [f"{n}.sh" for n in names[3:]]
+    assert steps == [*stage, *before, *stage, *after,
                      "local: inline shell", "download release.json", "post-processor manifest"]
     (build,) = result.builds
     assert build.custom_data == {"build_id": "it-1", "git_commit": "abc123",

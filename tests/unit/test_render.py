@@ -138,16 +138,22 @@ def test_provisioners_follow_the_scripts_in_numeric_order(tmp_path: Path, script
             assert body["environment_vars"] == "${local.script_env}"
             assert body["execute_command"] == "${local.execute_command}"
 
-    # Staging comes first: wait for cloud-init, then upload scripts/ to /tmp/golden/.
-    assert steps[0][0] == "shell" and "mkdir -p /tmp/golden" in steps[0][1]["inline"]
-    assert steps[1] == ("file", {"source": "${path.root}/scripts/", "destination": "/tmp/golden/"})
+    # Staging comes first: wait for cloud-init, then upload cloud-init/ and scripts/.
+    stage = [
+        ("file", {"source": "${path.root}/cloud-init/", "destination": "/tmp/golden/cloud-init/"}),
+        ("file", {"source": "${path.root}/scripts/", "destination": "/tmp/golden/scripts/"}),
+    ]
+    assert steps[0][0] == "shell"
+    assert "mkdir -p /tmp/golden/scripts /tmp/golden/cloud-init" in steps[0][1]["inline"]
+    assert steps[1:3] == stage
 
     # The reboot script expects the disconnect; the step after it waits, then re-stages.
     i = next(i for i, (_, b) in enumerate(steps) if b.get("script", "").endswith("45-reboot.sh"))
     assert steps[i][1]["expect_disconnect"] is True
     assert steps[i + 1][1]["pause_before"] == "${var.reboot_pause}"
-    assert steps[i + 2][0] == "file"
-    assert steps[i + 3][1]["script"].endswith("50-cuda.sh")
+    assert steps[i + 1][1]["inline"] == steps[0][1]["inline"]
+    assert steps[i + 2:i + 4] == stage
+    assert steps[i + 4][1]["script"].endswith("50-cuda.sh")
     assert sum(1 for _, b in steps if "pause_before" in b) == 1
 
     # After the scripts: verification per source, the release download, the manifest.
@@ -173,13 +179,13 @@ def test_provisioners_follow_the_scripts_in_numeric_order(tmp_path: Path, script
                                        "git_commit": "${var.git_commit}", "profile": "b200-r595"}
 
 
-def test_no_scripts_means_no_staging_and_no_steps(tmp_path: Path) -> None:
+def test_no_scripts_means_no_steps(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
     render.render(plan_of("h100-r595"), out, scripts_dir=empty)
     kinds = [k for k, _ in provisioners(out)]
-    assert kinds == ["shell-local", "shell-local", "file"]
+    assert kinds == ["shell", "file", "shell-local", "shell-local", "file"]   # cloud-init/ staged
     assert (out / "scripts").is_dir() and not any((out / "scripts").iterdir())
 
 
@@ -188,7 +194,8 @@ def test_script_environment_is_the_plan_env_plus_build_id(tmp_path: Path, script
     out = tmp_path / "out"
     render.render(plan, out, scripts_dir=scripts)
     env = load_hcl((out / "build.pkr.hcl").read_text())["locals"][0]["script_env"]
-    want = [f"{k}={v}" for k, v in sorted(plan.env().items())] + ["GOLDEN_BUILD_ID=${var.build_id}"]
+    want = [f"{k}={v}" for k, v in sorted(plan.env().items())]
+    want += ["GOLDEN_BUILD_ID=${var.build_id}", "GOLDEN_STAGE=/tmp/golden"]
     assert env == want
     command = load_hcl((out / "build.pkr.hcl").read_text())["locals"][0]["execute_command"]
     assert "{{ .Vars }}" in command and "sudo env" in command and '"$(id -u)" -eq 0' in command
