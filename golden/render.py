@@ -96,16 +96,24 @@ def hcl_string(value: str) -> str:
     return f'"{hcl_escape(value)}"'
 
 
+class Expr(str):
+    """An HCL expression written as is (``var.build_id``), never a value from a profile."""
+
+
 def hcl_map(items: Iterable[tuple[str, str]], indent: int) -> str:
-    """Lines ``"key" = "value"`` with the ``=`` aligned the way ``packer fmt`` does."""
-    pairs = [(hcl_string(k), hcl_string(v)) for k, v in items]
+    """Lines ``"key" = "value"`` with the ``=`` aligned the way ``packer fmt`` does.
+
+    Values are escaped strings, except :class:`Expr` values, which are golden's own
+    expressions.
+    """
+    pairs = [(hcl_string(k), v if isinstance(v, Expr) else hcl_string(v)) for k, v in items]
     if not pairs:
         return ""
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{' ' * indent}{k.ljust(width)} = {v}" for k, v in pairs)
 
 
-def yaml_scalar(value: str | int | bool | None) -> str:
+def yaml_scalar(value: str) -> str:
     """One YAML scalar on one line, quoted so that it reads back as exactly ``value``.
 
     >>> yaml_scalar("a: b # c")
@@ -175,8 +183,10 @@ def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
     p = plan.profile
     driver = next((x.version for x in plan.driver_packages if x.version and x.upstream is not None),
                   None) or p.driver.version or f"{p.driver.branch} (newest at bake)"
-    tags = {
+    tags: dict[str, str] = {
         "Name": f"golden-{p.name}",
+        "golden:build-id": Expr("var.build_id"),
+        "golden:git-commit": Expr("var.git_commit"),
         "golden:profile": p.name,
         "golden:os": p.os.value,
         "golden:arch": p.arch.value,
@@ -230,7 +240,8 @@ def context(plan: BuildPlan, scripts: Path) -> dict[str, Any]:
         "plugins": [_plugin(name, spec) for name, spec in sorted(settings["plugins"].items())],
         "target": _target(plan),
         "tags": _tags(plan),
-        "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:profile", p.name)],
+        "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:build-id", Expr("var.build_id")),
+                     ("golden:profile", p.name)],
         "script_env": [f"{k}={v}" for k, v in env.items()
                        if k not in ("GOLDEN_BUILD_ID", "GOLDEN_STAGE")],
         "steps": plan_steps(scripts),

@@ -227,3 +227,43 @@ def test_missing_render_is_a_clear_error(tmp_path: Path) -> None:
         packer.validate(tmp_path / "nope")
     with pytest.raises(GoldenError, match="render"):
         packer.fmt_check(tmp_path)
+
+
+FAKE_PACKER = """#!/bin/sh
+# A stand-in for Packer >= 1.7 (none is installable here): records its argv and
+# which files the directory holds, and answers `version`.
+echo "$*|$(ls -A | tr '\\n' ' ')" >> "$FAKE_PACKER_LOG"
+case "$1" in
+    version) echo "Packer v1.11.2" ;;
+    build) echo "1,,ui,say,Build 'null.t' finished after 1 second." ;;
+esac
+"""
+
+
+def test_packer_with_plugins_gets_init_and_the_directory(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "packer").write_text(FAKE_PACKER)
+    (bin_dir / "packer").chmod(0o755)
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_PACKER_LOG", str(calls))
+    # golden.run passes only its own list of variables; let this one through too.
+    monkeypatch.setattr(packer, "PACKER_ENV", {**packer.PACKER_ENV, "FAKE_PACKER_LOG": str(calls)})
+    out = tmp_path / "out"
+    render.render(make_plan(load_profile("h100-r595"), load_kb()), out)
+    (out / packer.LEGACY_FILE).write_text("stale\n")       # left by a killed 1.6.6 run
+    assert packer.version() == "1.11.2" and packer.has_plugins()
+    packer.validate(out)
+    packer.build(out, only="amazon-ebs.image", variables={"build_id": "b1"},
+                 log_path=tmp_path / "log", on_event=lambda e: None)
+    lines = calls.read_text().splitlines()
+    argv = [line.split("|")[0] for line in lines if not line.startswith("version|")]
+    assert argv == ["init .", "validate .", "init .",
+                    "build -machine-readable -only=amazon-ebs.image -var build_id=b1 ."]
+    for line in lines:
+        if line.startswith("version|"):
+            continue
+        seen = line.split("|")[1].split()
+        assert "plugins.pkr.hcl" in seen and packer.LEGACY_FILE not in seen

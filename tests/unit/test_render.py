@@ -234,6 +234,9 @@ def test_amazon_source(tmp_path: Path, scripts: Path) -> None:
     assert tags["golden:profile"] == plan.profile.name
     assert tags["golden:driver-branch"] == "580" and tags["golden:cuda"] == "13.0"
     assert tags["golden:container-toolkit"] == "1.19.0"
+    assert tags["golden:build-id"] == "${var.build_id}"
+    assert tags["golden:git-commit"] == "${var.git_commit}"
+    assert ebs["run_tags"]["golden:build-id"] == "${var.build_id}"
     local = next(s["null"]["local"] for s in src if "null" in s)
     assert local["communicator"] == "ssh"
     assert local["ssh_private_key_file"] == "${var.ssh_private_key_file}"
