@@ -181,7 +181,9 @@ def plan_steps(scripts: Path) -> list[Step]:
 def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
     """Tags of the AMI and its snapshots: what the image holds, without looking inside."""
     p = plan.profile
-    driver = next((x.version for x in plan.driver_packages if x.version and x.upstream is not None),
+    # The driver itself (not the branch's pinning package): resolved, else pinned, else the branch.
+    driver = next((x.version for x in plan.driver_packages
+                   if x.version and not x.name.startswith("nvidia-driver-pinning-")),
                   None) or p.driver.version or f"{p.driver.branch} (newest at bake)"
     tags: dict[str, str] = {
         "Name": f"golden-{p.name}",
@@ -300,7 +302,7 @@ def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -
             except jinja2.TemplateError as exc:
                 raise GoldenError(f"cannot render {template}: {exc}", where="templates/") from None
             files.append(_write(tmp / output, text))
-        expectations = json.dumps(plan.expectations(), indent=2, sort_keys=True, ensure_ascii=False)
+        expectations = json.dumps(plan.expectations(), indent=2, sort_keys=True)
         files.append(_write(tmp / "expectations.json", expectations + "\n"))
         files += _copy_scripts(scripts, tmp / "scripts")
         tmp.chmod(0o755)

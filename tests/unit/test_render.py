@@ -542,3 +542,14 @@ def test_cloud_init_schema_check_catches_errors(tmp_path: Path) -> None:
     bad.write_text("#cloud-config\nbootcmd: 5\n")
     proc = run(["cloud-init", "schema", "--config-file", str(bad)], check=False)
     assert proc.returncode != 0
+
+
+def test_tags_name_the_resolved_driver(tmp_path: Path, scripts: Path) -> None:
+    profile = load_profile("h100-r595")
+    plan = make_plan(profile, load_kb(), resolved={"nvidia-open": "595.58.03-1ubuntu1",
+                                                   "nvidia-driver-pinning-595": "595.58.03-1"})
+    out = tmp_path / "out"
+    render.render(plan, out, scripts_dir=scripts)
+    src = load_hcl((out / "sources.pkr.hcl").read_text())["source"]
+    ebs = next(s["amazon-ebs"]["image"] for s in src if "amazon-ebs" in s)
+    assert ebs["tags"]["golden:driver-version"] == "595.58.03-1ubuntu1"
