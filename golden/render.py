@@ -23,7 +23,7 @@ import re
 import shlex
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,7 +314,13 @@ def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -
 
 
 def _swap(new: Path, out_dir: Path) -> None:
-    """Put ``new`` in place of ``out_dir``; the old tree is moved aside, then removed."""
+    """Put ``new`` in place of ``out_dir``, keeping what earlier builds left there.
+
+    The old tree is moved aside whole, ``new`` takes its place, and then the
+    entries that render does not make (``artifacts/``, ``manifest.json``,
+    ``packer.log``, reports) are moved back in, so re-rendering never deletes
+    a build's results. Packer's leftover joined file (golden.packer) is dropped.
+    """
     old = None
     if out_dir.exists() or out_dir.is_symlink():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -324,12 +330,14 @@ def _swap(new: Path, out_dir: Path) -> None:
     except BaseException:
         if old is not None:
             (old / "tree").replace(out_dir)
+        shutil.rmtree(old or new, ignore_errors=True)
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def rendered_hcl(out_dir: Path, *, plugins: bool = True) -> Sequence[Path]:
-    """The ``*.pkr.hcl`` files of a render, sorted; without plugins.pkr.hcl unless asked."""
-    return sorted(p for p in out_dir.glob("*.pkr.hcl") if plugins or p.name != "plugins.pkr.hcl")
+    if old is None:
+        return
+    kept = old / "tree"
+    if kept.is_dir() and not kept.is_symlink():
+        rendered = {p.name for p in out_dir.iterdir()}
+        for entry in sorted(kept.iterdir()):
+            if entry.name not in rendered and entry.name != packer.LEGACY_FILE:
+                entry.replace(out_dir / entry.name)
+    shutil.rmtree(old, ignore_errors=True)

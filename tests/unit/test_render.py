@@ -553,3 +553,21 @@ def test_tags_name_the_resolved_driver(tmp_path: Path, scripts: Path) -> None:
     src = load_hcl((out / "sources.pkr.hcl").read_text())["source"]
     ebs = next(s["amazon-ebs"]["image"] for s in src if "amazon-ebs" in s)
     assert ebs["tags"]["golden:driver-version"] == "595.58.03-1ubuntu1"
+
+
+def test_rerender_keeps_build_results_and_drops_stale_rendered_files(tmp_path: Path,
+                                                                     scripts: Path) -> None:
+    out = tmp_path / "out"
+    render.render(plan_of("h100-r595"), out, scripts_dir=scripts)
+    (out / "artifacts").mkdir()
+    (out / "artifacts" / "rootfs.tar.zst").write_bytes(b"image")
+    (out / "manifest.json").write_text("{}\n")
+    (out / packer.LEGACY_FILE).write_text("left by a killed run\n")
+    (scripts / "20-repos.sh").unlink()
+    render.render(plan_of("b200-r595"), out, scripts_dir=scripts)
+    assert (out / "artifacts" / "rootfs.tar.zst").read_bytes() == b"image"
+    assert (out / "manifest.json").read_text() == "{}\n"
+    assert not (out / packer.LEGACY_FILE).exists()
+    assert not (out / "scripts" / "20-repos.sh").exists()
+    assert '"b200-r595"' in (out / "build.pkr.hcl").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scripts"]
