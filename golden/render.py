@@ -9,6 +9,7 @@ One call writes everything a bake needs into ``build/NAME/``::
 The output is deterministic (same plan, templates and scripts give the same
 bytes) and written atomically: the tree is rendered beside ``out_dir`` and
 swapped in whole, so a failed render leaves the previous output as it was.
+What builds left there (``artifacts/``, ``manifest.json``, logs) is kept.
 
 Values from the profile never reach a template raw: HCL gets them through
 :func:`hcl_string` (string escaping plus ``${``/``%{`` neutralised), YAML
