@@ -1,0 +1,41 @@
+"""Bake and no-GPU boot: /etc/golden/release.json says what the expectations say."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from golden import probes
+from verify.lib import DriverExpect, Record, Shell, lookup
+
+pytestmark = pytest.mark.phase("bake", "boot-nogpu")
+
+
+def test_release_manifest(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
+                          record: Record) -> None:
+    text = shell.read(probes.RELEASE_PATH)
+    if text is None:
+        record.fail("release[file]", probes.RELEASE_PATH, "missing")
+    try:
+        release = json.loads(text)
+    except ValueError as e:
+        record.fail("release[file]", "JSON", "not JSON", str(e))
+    # The manifest's layout is scripts/90-release.sh's.
+    wanted: dict[str, Any] = {
+        "profile": expect["profile"],
+        "driver.branch": expect["driver"]["branch"],
+        "driver.flavor": expect["driver"]["flavor"],
+        "cuda.toolkit": expect["cuda"]["toolkit"],
+        "container_toolkit.version": expect["container"]["toolkit"],
+    }
+    results = [record(f"release[{key}]", value, lookup(release, key), lookup(release, key) == value)
+               for key, value in wanted.items()]
+    version = lookup(release, "driver.version")
+    results.append(record("release[driver.version]", driver.describe(), version,
+                          driver.matches(version if isinstance(version, str) else None)))
+    build_id = lookup(release, "build_id")
+    results.append(record("release[build_id]", "not empty", build_id,
+                          isinstance(build_id, str) and bool(build_id.strip())))
+    assert all(results)
