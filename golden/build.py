@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -122,7 +123,7 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
         "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "git_commit": git_commit(),
         "packer_version": packer.version(),
-        "plugins": {},
+        "plugins": packer.plugin_versions() if packer.has_plugins() else {},
         "target": "local",
         "status": "passed",
         "artifacts": {"local": {"path": _rel(out_dir / "artifacts" / "rootfs.tar.zst"), "sha256": digest,
@@ -148,5 +149,10 @@ def _swap_in(staging: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _progress(event: object) -> None:
-    say(str(event))
+def _progress(event: packer.Event) -> None:
+    """Steps with their timings, errors, and the scripts' and verifier's own lines;
+    everything else is in build/NAME/packer.log (GOLDEN_VERBOSE=1 shows it all)."""
+    text = str(event)
+    if (event.kind in ("step-start", "step-end", "error") or os.environ.get("GOLDEN_VERBOSE")
+            or any(mark in text for mark in ("golden[", "FAILED check", "verification:"))):
+        say(text.rstrip())

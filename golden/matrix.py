@@ -170,9 +170,9 @@ def tables(kb: KnowledgeBase, today: date | None = None) -> str:
 def cuda_answer(kb: KnowledgeBase, cuda: str, today: date | None = None) -> str:
     """Which drivers run a toolkit ``X.Y`` (or one release ``X.Y.Z``), and how fully."""
     today = today or date.today()
-    if versions.CUDA.match(cuda):
+    if versions.CUDA.fullmatch(cuda):
         minor, releases = cuda, kb.releases_of(cuda)
-    elif versions.CUDA_RELEASE.match(cuda):
+    elif versions.CUDA_RELEASE.fullmatch(cuda):
         minor = ".".join(cuda.split(".")[:2])
         releases = [r for r in kb.releases_of(minor) if r.version == cuda]
         if not releases and kb.releases_of(minor):

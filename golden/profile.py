@@ -210,7 +210,7 @@ def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) ->
     parent = data.pop("extends", None)
     merged: dict[str, Any] = {}
     if parent is not None:
-        if not isinstance(parent, str) or not EXTENDS.match(parent):
+        if not isinstance(parent, str) or not EXTENDS.fullmatch(parent):
             raise ProfileError("a profile path under profiles/ without .yaml, e.g. base/ubuntu-24.04-aws",
                                where=shown, key="extends")
         if not (root / f"{parent}.yaml").is_file():
@@ -260,7 +260,7 @@ class _Reader:
             raise self.fail(key, f"required: {what}")
         if not isinstance(value, str):
             raise self.fail(key, f"must be a quoted string ({what}), not {_kind(value)} {value!r}")
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise self.fail(key, f"{what}; got {_show(value)}")
         return value
 
@@ -302,7 +302,7 @@ class _Reader:
         if not isinstance(value, list):
             raise self.fail(key, f"a list of {what}; got {_kind(value)}")
         for i, item in enumerate(value):
-            if not isinstance(item, str) or not pattern.match(item):
+            if not isinstance(item, str) or not pattern.fullmatch(item):
                 raise self.fail(f"{key}[{i}]", f"{what}; got {_show(item)}")
         return tuple(value)
 
@@ -332,7 +332,7 @@ def _repo(r: _Reader, key: str) -> Repo | None:
     fpr = s.data.get("key_fingerprint")
     if isinstance(fpr, str):
         fpr = fpr.replace(" ", "").upper()
-    if fpr is not None and (not isinstance(fpr, str) or not FINGERPRINT.match(fpr)):
+    if fpr is not None and (not isinstance(fpr, str) or not FINGERPRINT.fullmatch(fpr)):
         raise s.fail("key_fingerprint", f"40 hex digits (an OpenPGP v4 fingerprint); got {_show(fpr)}")
     return Repo(url=url, key_url=key_url, key_fingerprint=fpr)
 
@@ -442,7 +442,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
 
 def load_profile(name: str, root: Path = PROFILES, kb: KnowledgeBase | None = None) -> Profile:
     """Load ``profiles/<name>.yaml`` with its ``extends`` chain and check it."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ProfileError("a profile name: lower-case letters, digits, '.' and '-' (see `invoke profiles`)",
                            where="--profile")
     origins: Origins = {}

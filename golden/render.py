@@ -161,8 +161,12 @@ def script_files(scripts: Path) -> list[str]:
     return sorted(names, key=lambda n: (int(n[:2]), n))
 
 
-def plan_steps(scripts: Path) -> list[Step]:
-    """Staging, then one step per script; after a reboot, a pause and staging again."""
+def plan_steps(scripts: Path) -> tuple[list[Step], list[Step]]:
+    """Staging, then one step per script; after a reboot, a pause and staging again.
+
+    Returns the steps before verification and the cleanup steps after it: the
+    checks need what cleanup removes (apt's lists for ``apt-cache policy``).
+    """
     has_files = scripts.is_dir() and any(p.is_file() for p in scripts.rglob("*"))
     steps = [Step("stage", scripts=has_files)]
     after_reboot = False
@@ -173,7 +177,8 @@ def plan_steps(scripts: Path) -> list[Step]:
         reboot = name.endswith("-reboot.sh")
         steps.append(Step("script", file=name, reboot=reboot))
         after_reboot = reboot
-    return steps
+    cleanup = [st for st in steps if st.file.endswith("-cleanup.sh")]
+    return [st for st in steps if st not in cleanup], cleanup
 
 
 # --------------------------------------------------------------------------
@@ -247,7 +252,8 @@ def context(plan: BuildPlan, scripts: Path) -> dict[str, Any]:
                      ("golden:profile", p.name)],
         "script_env": [f"{k}={v}" for k, v in env.items()
                        if k not in ("GOLDEN_BUILD_ID", "GOLDEN_STAGE")],
-        "steps": plan_steps(scripts),
+        "steps": plan_steps(scripts)[0],
+        "cleanup_steps": plan_steps(scripts)[1],
         "stage_dir": STAGE_DIR,
         "mask_command": "for u in " + " ".join(shlex.quote(u) for u in APT_UNITS)
                         + '; do systemctl mask --runtime --now "$u" || true; done',
