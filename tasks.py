@@ -82,6 +82,16 @@ def build(c: Context, profile: str, target: str | None = None, locked: bool = Fa
     return commands.build(profile, target, locked=locked)
 
 
+@task(help={"profile": "profile name (its expectations)",
+            "host": "testinfra host: ssh://user@host:port, local://, chroot:///path",
+            "phase": "bake (packages, module, configs) | boot (live GPU host) | boot-nogpu (VM without GPU)",
+            "ssh_key": "SSH private key file for ssh:// hosts"})
+@_cli
+def verify(c: Context, profile: str, host: str, phase: str = "bake", ssh_key: str | None = None) -> str:
+    """Run the verification suite against a host; exits non-zero on any failed check."""
+    return commands.verify(profile, host, phase, ssh_key)
+
+
 @task(help={"fast": "unit tests and linters only (skip the slow integration tests)",
             "k": "only tests matching this pytest -k expression"})
 def test(c: Context, fast: bool = False, k: str | None = None) -> None:
@@ -96,4 +106,4 @@ def test(c: Context, fast: bool = False, k: str | None = None) -> None:
         raise Exit(code=int(code))
 
 
-ns = Collection(profiles, check, matrix, render, build, test)
+ns = Collection(profiles, check, matrix, render, build, verify, test)

@@ -157,3 +157,21 @@ def build(name: str, target: str | None, *, locked: bool = False) -> str:
     from golden.build import build as run_build  # the bake pulls in the targets
 
     return run_build(name, target, locked=locked)
+
+
+def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
+    """Render the profile's expectations and run the verification suite against ``host``."""
+    from golden.verify import run_verify  # pulls in pytest only when verifying
+
+    kb = load_kb()
+    plan = gated_plan(name, kb)
+    out_dir = BUILD / name
+    render.render(plan, out_dir)
+    report_path = out_dir / f"verify-report-{phase}.json"
+    with step(f"Verifying {host} against {name} ({phase} phase)"):
+        report = run_verify(out_dir / "expectations.json", host, phase, report_path,
+                            ssh_key=Path(ssh_key) if ssh_key else None)
+    if not report.passed:
+        raise GoldenError(f"{len(report.failed)} check(s) failed; report in {_rel(report_path)}",
+                          where="verify")
+    return f"{report.summary()}; report in {_rel(report_path)}"
