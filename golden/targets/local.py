@@ -83,6 +83,9 @@ def session(base: Path, work: Path, log_dir: Path) -> Iterator[Session]:
             rootfs.mkdir()
             run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(base), "-C", str(rootfs)])
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "golden-build", "-f", str(keys / "id")])
+            # Throwaway host keys for this build (cleanup removes them from the image).
+            for old in (rootfs / "etc/ssh").glob("ssh_host_*"):
+                old.unlink()
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(rootfs / "etc/ssh/ssh_host_ed25519_key")])
             ssh_dir = rootfs / "root/.ssh"
             ssh_dir.mkdir(mode=0o700, exist_ok=True)
