@@ -55,15 +55,18 @@ def resolved_from_lock(name: str, lock_path: Path) -> dict[str, str]:
 
 
 def build(name: str, target: str | None, *, locked: bool = False, lock_path: Path = lockfile.LOCK_PATH,
-          build_root: Path = BUILD, profiles_dir: Path = PROFILES) -> str:
-    """Bake ``name``; on success record it in ``lock_path`` and return a summary."""
+          build_root: Path = BUILD, profiles_dir: Path = PROFILES, scripts_dir: Path | None = None) -> str:
+    """Bake ``name``; on success record it in ``lock_path`` and return a summary.
+
+    ``scripts_dir`` replaces scripts/ (tests plant faults with it).
+    """
     kb = load_kb()
     resolved = resolved_from_lock(name, lock_path) if locked else None
     plan = gated_plan(name, kb, resolved=resolved, profiles_dir=profiles_dir)
     kind = target_of(plan.profile, target)
     out_dir = build_root / name
     with step(f"Rendering {name}"):
-        render.render(plan, out_dir)
+        render.render(plan, out_dir, scripts_dir=scripts_dir)
     with step("Validating with packer validate"):
         packer.validate(out_dir)
     build_id = str(uuid.uuid4())

@@ -1,0 +1,235 @@
+"""Real local bakes: Debian's own driver from Debian's archive, and planted
+faults from a signed local mirror of NVIDIA look-alike packages.
+
+Every fault must fail the build (at verification or earlier) with a message
+naming what failed, and leave images.lock and earlier artifacts untouched.
+These tests need root (mmdebstrap, chroot, mounts) and Debian's archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from golden import ROOT, lockfile
+from golden.build import build
+from golden.errors import GoldenError
+from tests.conftest import IN_CI, require_tool
+from tests.fakerepo import FakeDriver, FakeToolkit, RepoServer, SigningKey, build_repo, signing_key
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs_root_and_tools() -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("local bakes need root in CI")
+        pytest.skip("local bakes need root")
+    for tool in ("packer", "mmdebstrap", "unshare", "ssh", "zstd"):
+        require_tool(tool)
+
+
+class Workspace:
+    """A profiles/ copy, a build root and an images.lock with an earlier build in it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.profiles = tmp / "profiles"
+        shutil.copytree(ROOT / "profiles", self.profiles)
+        self.build_root = tmp / "build"
+        self.lock = tmp / "images.lock"
+        earlier = {"id": "00000000-0000-4000-8000-000000000000", "status": "passed", "target": "local"}
+        lockfile.update(lambda lock: lockfile.add_build(lock, "earlier", earlier, inputs_sha256="x"), self.lock)
+
+    def plant_earlier_artifacts(self, name: str) -> Path:
+        art = self.build_root / name / "artifacts"
+        art.mkdir(parents=True)
+        (art / "rootfs.tar.zst").write_bytes(b"an earlier image")
+        return art
+
+    def snapshot(self, name: str) -> tuple[bytes, dict[str, bytes]]:
+        art = self.build_root / name / "artifacts"
+        files = {str(p.relative_to(art)): p.read_bytes() for p in art.rglob("*") if p.is_file()}
+        return self.lock.read_bytes(), files
+
+    def write_profile(self, name: str, data: dict[str, object]) -> None:
+        (self.profiles / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def bake(self, name: str, **kwargs: object) -> str:
+        return build(name, None, lock_path=self.lock, build_root=self.build_root,
+                     profiles_dir=self.profiles, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_nothing_left(ws: Workspace) -> None:
+    """No mount, no sshd and no working copy outlive a build."""
+    mounts = Path("/proc/mounts").read_text()
+    assert str(ws.build_root) not in mounts
+    work = ws.build_root / ".work"
+    assert not work.exists() or not any(work.iterdir())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        assert str(ws.build_root) not in cmdline, f"left running: {cmdline}"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    w = Workspace(tmp_path)
+    yield w
+    assert_nothing_left(w)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- Debian's own driver, for real -------------------------------------------
+
+def test_local_debian12_r535_bakes_and_verifies(ws: Workspace) -> None:
+    summary = ws.bake("local-debian12-r535")
+    assert "verification passed" in summary
+    art = ws.build_root / "local-debian12-r535" / "artifacts"
+    image = art / "rootfs.tar.zst"
+    assert (art / "rootfs.tar.zst.sha256").read_text().split()[0] == sha256(image)
+    sbom = json.loads((art / "sbom.cdx.json").read_text())
+    names = {c["name"]: c["version"] for c in sbom["components"]}
+    assert names["nvidia-open-kernel-dkms"].startswith("535.261.03-")
+    entry = lockfile.load(ws.lock)["profiles"]["local-debian12-r535"]
+    build_entry = entry["builds"][0]
+    assert build_entry["status"] == "passed" and build_entry["verification"]["passed"] is True
+    assert build_entry["verification"]["failed"] == 0 and build_entry["verification"]["checks"] > 20
+    assert build_entry["artifacts"]["local"]["sha256"] == sha256(image)
+    assert build_entry["sbom_sha256"] == sha256(art / "sbom.cdx.json")
+    # Every package built from the driver agrees on one version (the 535.309.01 trap).
+    installed = build_entry["installed"]
+    assert installed["nvidia-smi"].startswith("535.261.03-")
+    assert installed["firmware-nvidia-gsp"].startswith("535.261.03-")
+    assert installed["linux-image-6.1.0-50-cloud-amd64"]
+    report = json.loads((art / "verify-report.json").read_text())
+    assert report["passed"] is True
+    assert "earlier" in lockfile.load(ws.lock)["profiles"]      # the other entry is kept
+
+
+def test_module_that_does_not_build_fails_naming_kernel_and_module(ws: Workspace) -> None:
+    data = yaml.safe_load((ws.profiles / "local-debian12-r535.yaml").read_text())
+    data["kernel"] = "6.1.0-56-cloud-amd64"
+    ws.write_profile("kernel56", data)
+    art = ws.plant_earlier_artifacts("kernel56")
+    before = ws.snapshot("kernel56")
+    with pytest.raises(GoldenError) as info:
+        ws.bake("kernel56")
+    message = info.value.line()
+    assert "6.1.0-56-cloud-amd64" in message and "nvidia-current-open" in message, message
+    assert ws.snapshot("kernel56") == before and art.is_dir()
+
+
+# -- planted faults from a local NVIDIA look-alike mirror ----------------------
+
+def mirror_profile(cuda_url: str, ctk_url: str, fingerprint: str) -> dict[str, object]:
+    def repo(url: str) -> dict[str, str]:
+        return {"url": url, "key_url": url + "gpgkey", "key_fingerprint": fingerprint}
+
+    return {
+        "description": "look-alike NVIDIA mirror, air-gapped style",
+        "extends": "base/common",
+        "os": "debian-12",
+        "kernel": "6.1.0-50-cloud-amd64",
+        "gpu": "b200",
+        "driver": {"branch": "595", "version": "595.58.03"},
+        "cuda": {"toolkit": None},
+        "container": {"runtime": "docker", "toolkit": "1.19.0"},
+        "repos": {"cuda": repo(cuda_url), "container_toolkit": repo(ctk_url)},
+        "target": {"kind": "local", "boot_test": False},
+    }
+
+
+class Mirror:
+    def __init__(self, ws: Workspace, tmp: Path, key: SigningKey) -> None:
+        self.ws, self.tmp, self.key = ws, tmp, key
+
+    def bake(self, *, drivers: list[FakeDriver], toolkits: list[FakeToolkit],
+             expect_fingerprint: str | None = None, gpg_home: Path | None = None,
+             scripts_dir: Path | None = None) -> str:
+        # Two repositories, as NVIDIA publishes them: CUDA (drivers) and the container toolkit.
+        gpg_home = gpg_home or self.key.home
+        cuda = build_repo(self.tmp / "srv" / "cuda", drivers=drivers, ctk_versions=[],
+                          distro="debian-12", gpg_home=gpg_home)
+        ctk = build_repo(self.tmp / "srv" / "ctk", drivers=[], ctk_versions=list(toolkits),
+                         distro="debian-12", gpg_home=gpg_home)
+        with RepoServer(self.tmp / "srv") as server:
+            cuda, ctk = server.publish(cuda), server.publish(ctk)
+            assert cuda.url is not None and ctk.url is not None
+            self.ws.write_profile("mirror", mirror_profile(cuda.url, ctk.url,
+                                                           expect_fingerprint or cuda.fingerprint))
+            return self.ws.bake("mirror", scripts_dir=scripts_dir)
+
+    def bake_fails(self, **kwargs: object) -> str:
+        art = self.ws.plant_earlier_artifacts("mirror")
+        before = self.ws.snapshot("mirror")
+        with pytest.raises(GoldenError) as info:
+            self.bake(**kwargs)  # type: ignore[arg-type]
+        assert self.ws.snapshot("mirror") == before and art.is_dir(), "a failed build changed the lock or artifacts"
+        return info.value.line()
+
+
+@pytest.fixture
+def mirror(ws: Workspace, tmp_path: Path) -> Iterator[Mirror]:
+    with signing_key() as key:
+        yield Mirror(ws, tmp_path, key)
+
+
+GOOD_DRIVER = FakeDriver("595.58.03")
+GOOD_CTK = FakeToolkit("1.19.0")
+
+
+def test_clean_bake_from_the_mirror_passes(mirror: Mirror, ws: Workspace) -> None:
+    assert "verification passed" in mirror.bake(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK])
+    build_entry = lockfile.load(ws.lock)["profiles"]["mirror"]["builds"][0]
+    assert build_entry["installed"]["nvidia-open"] == "595.58.03-1"
+    assert build_entry["installed"]["nvidia-container-toolkit"] == "1.19.0-1"
+    assert build_entry["installed"]["nvidia-fabricmanager"] == "595.58.03-1"
+
+
+def test_mirror_serving_another_driver_version_fails(mirror: Mirror) -> None:
+    line = mirror.bake_fails(drivers=[FakeDriver("595.71.05")], toolkits=[GOOD_CTK])
+    assert "595.58.03" in line and "595.71.05" in line, line
+
+
+def test_proprietary_module_where_open_is_required_fails(mirror: Mirror) -> None:
+    line = mirror.bake_fails(drivers=[FakeDriver("595.58.03", open=False)], toolkits=[GOOD_CTK])
+    assert "Dual MIT/GPL" in line and "NVIDIA" in line, line
+
+
+def test_container_toolkit_drift_fails(mirror: Mirror) -> None:
+    line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[FakeToolkit("1.19.0", reports="1.18.2")])
+    assert "1.19.0" in line and "1.18.2" in line, line
+
+
+def test_nvidia_runtime_missing_from_runtime_config_fails(mirror: Mirror) -> None:
+    line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[FakeToolkit("1.19.0", writes_runtime=False)])
+    assert "daemon.json" in line and "nvidia" in line, line
+
+
+def test_pinned_package_not_held_fails(mirror: Mirror, tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    shutil.copytree(ROOT / "scripts", scripts)
+    # A careless extra step, as a hand-edited pipeline might add one.
+    (scripts / "95-unhold.sh").write_text("#!/usr/bin/env bash\nset -euo pipefail\napt-mark unhold nvidia-open\n")
+    line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK], scripts_dir=scripts)
+    assert "nvidia-open" in line and "hold" in line, line
+
+
+def test_signing_key_with_another_fingerprint_fails(mirror: Mirror) -> None:
+    with signing_key() as other:
+        line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK],
+                                 expect_fingerprint=mirror.key.fingerprint, gpg_home=other.home)
+    assert "fingerprint" in line and mirror.key.fingerprint in line and other.fingerprint in line, line
