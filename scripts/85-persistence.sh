@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# 85-persistence: nvidia-persistenced, installed and enabled, when the profile
+# asks for persistence mode (the driver stays initialised between jobs).
+#
+# Reads GOLDEN_PERSISTENCE and GOLDEN_PERSISTENCE_PACKAGES. The daemon is only
+# enabled, not started: it starts at the image's boot, once a GPU is there.
+set -euo pipefail
+GOLDEN_STEP=85-persistence
+stage=${GOLDEN_STAGE:-/tmp/golden}
+[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+# shellcheck source=lib.sh
+source "$stage/scripts/lib.sh"
+
+check_env GOLDEN_PERSISTENCE is_bool
+persistence_specs=()
+env_words persistence_specs GOLDEN_PERSISTENCE_PACKAGES is_install_spec
+
+if [[ ${GOLDEN_PERSISTENCE:-false} != true ]]; then
+    log "persistence mode is off in this profile; nothing to do"
+    exit 0
+fi
+apt_install "${persistence_specs[@]}"
+enable_unit nvidia-persistenced.service
