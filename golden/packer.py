@@ -358,6 +358,7 @@ class _Stream:
                         self.end_step(target, ok=True)
                         t = self.target(target)
                         t.step += 1
+                        t.errors.clear()  # a failure reports the failing step's own lines
                         t.name = _step_name(template, m.group("x"))
                         t.started = time.monotonic()
                         self.on_event(Event("step-start", body, target, t.step, t.name))

@@ -240,8 +240,8 @@ def run_verify(expectations: Path, host: str, phase: str, report: Path, *,
                          f"{tail}", where="verify")
     result = Report.load(report)
     for check in result.failed:
-        print(check.line())
-    print(result.summary())
+        print(check.line(), file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
     return result
 
 

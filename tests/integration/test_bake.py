@@ -225,7 +225,7 @@ def test_pinned_package_not_held_fails(mirror: Mirror, tmp_path: Path) -> None:
     # A careless extra step, as a hand-edited pipeline might add one.
     (scripts / "95-unhold.sh").write_text("#!/usr/bin/env bash\nset -euo pipefail\napt-mark unhold nvidia-open\n")
     line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK], scripts_dir=scripts)
-    assert "nvidia-open" in line and "hold" in line, line
+    assert "held[nvidia-open]" in line and "not held" in line, line
 
 
 def test_signing_key_with_another_fingerprint_fails(mirror: Mirror) -> None:
