@@ -13,7 +13,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from golden import commands
 from golden.errors import GoldenError
@@ -50,7 +53,7 @@ def profiles(c: Context) -> str:
 @task(help={"profile": "profile name (profiles/NAME.yaml)", "all": "check every profile",
             "strict": "treat warnings as errors"})
 @_cli
-def check(c: Context, profile: str | None = None, all: bool = False, strict: bool = False) -> str:  # noqa: A002
+def check(c: Context, profile: str | None = None, all: bool = False, strict: bool = False) -> str:
     """Run the compatibility gate: one line per finding; exits non-zero on errors."""
     return commands.check(profile, all, strict)
 

@@ -24,7 +24,8 @@ class Package:
     """One package golden installs (or pins), and what verification expects of it."""
 
     name: str
-    group: str                      # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | persistence
+    # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | persistence
+    group: str
     version: str | None = None      # exact Debian version when resolved (images.lock)
     pattern: str | None = None      # apt pin pattern when not resolved, e.g. "535.261.03-*"
     upstream: str | None = None     # the upstream version it must carry, e.g. "535.261.03"

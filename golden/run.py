@@ -62,7 +62,7 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
                          where=args[0])
     log.debug("running %s", shlex.join(args))
     try:
-        proc = subprocess.run(  # noqa: S603 - argv list, never a shell
+        proc = subprocess.run(
             args,
             stdin=subprocess.DEVNULL if input is None else None,
             input=input,
@@ -95,7 +95,7 @@ def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, c
         raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
                          where=args[0])
     log.debug("starting %s", shlex.join(args))
-    return subprocess.Popen(  # noqa: S603 - argv list, never a shell
+    return subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True,
         env=dict(env) if env is not None else base_env(), cwd=cwd, start_new_session=True)
 

@@ -35,7 +35,7 @@ def main(rootfs: Path, port: int) -> None:
         "-o", "AuthorizedKeysFile=.ssh/authorized_keys", "-o", "PidFile=none",
         "-o", "HostKey=/etc/ssh/ssh_host_ed25519_key",
     ]
-    os.execvp(sshd[0], sshd)  # noqa: S606 - argv list; replaces this process
+    os.execvp(sshd[0], sshd)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def test_unknown_top_level_key(write_profile: WriteProfile, profiles_dir: Path) 
 def test_wrong_type_is_named(write_profile: WriteProfile, profiles_dir: Path) -> None:
     write_profile("bad", minimal_profile(driver={"branch": 595}))
     line = error_of("bad", profiles_dir)
-    assert line == "profiles/bad.yaml: driver.branch: must be a quoted string (three digits, e.g. \"595\"), not a number 595"
+    assert line == ("profiles/bad.yaml: driver.branch: "
+                    "must be a quoted string (three digits, e.g. \"595\"), not a number 595")
 
 
 def test_value_outside_allowed_set(write_profile: WriteProfile, profiles_dir: Path) -> None:
