@@ -109,4 +109,19 @@ def test(c: Context, fast: bool = False, k: str | None = None) -> None:
         raise Exit(code=int(code))
 
 
+# -- images.lock: resolve, plan, diff, check, promote --------------------------
+
+@task(name="resolve", help={"profile": "profile name", "all": "every profile"})
+@_cli
+def lock_resolve(c: Context, profile: str | None = None, all: bool = False) -> str:
+    """Pick the newest versions inside each pin from the repositories; write them to images.lock."""
+    from golden import resolve
+
+    return resolve.lock_resolve(profile, all)
+
+
+lock_ns = Collection("lock", lock_resolve)
+
+
 ns = Collection(profiles, check, matrix, render, build, verify, test)
+ns.add_collection(lock_ns)
