@@ -120,8 +120,20 @@ def lock_resolve(c: Context, profile: str | None = None, all: bool = False) -> s
     return resolve.lock_resolve(profile, all)
 
 
+@task(name="plan", help={"profile": "profile name", "all": "every profile", "json": "JSON for a CI matrix",
+                         "refresh": "also resolve afresh and compare with the lock (network)"})
+@_cli
+def plan_(c: Context, profile: str | None = None, all: bool = False, json: bool = False,
+          refresh: bool = False) -> str:
+    """Per profile: up-to-date, or rebuild with the reasons (from images.lock)."""
+    from golden import lockplan
+
+    return lockplan.plan_cmd(profile, all, json, refresh)
+
+
 lock_ns = Collection("lock", lock_resolve)
 
 
 ns = Collection(profiles, check, matrix, render, build, verify, test)
+ns.add_task(plan_)
 ns.add_collection(lock_ns)

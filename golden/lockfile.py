@@ -30,7 +30,8 @@ LOCK_PATH = ROOT / "images.lock"
 KEEP_BUILDS = 10
 PROFILE_KEYS = {"inputs_sha256", "resolved", "builds", "channels"}
 BUILD_KEYS = {"id", "time", "git_commit", "packer_version", "plugins", "target", "artifacts", "installed",
-              "verification", "sbom_sha256", "status", "revoked", "packer_run_uuid", "boot_test"}
+              "verification", "sbom_sha256", "status", "revoked", "packer_run_uuid", "boot_test",
+              "inputs_sha256", "revoked_reason"}
 
 Lock = dict[str, Any]
 
