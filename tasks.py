@@ -131,7 +131,25 @@ def plan_(c: Context, profile: str | None = None, all: bool = False, json: bool 
     return lockplan.plan_cmd(profile, all, json, refresh)
 
 
-lock_ns = Collection("lock", lock_resolve)
+@task(name="diff", help={"base": "git ref to compare with (default HEAD)", "markdown": "a pull-request body"})
+@_cli
+def lock_diff(c: Context, base: str = "HEAD", markdown: bool = False) -> str:
+    """Per profile what changed in images.lock since a git ref: driver, toolkits, kernel, image, channels."""
+    from golden import lockdiff
+
+    return lockdiff.lock_diff(base, markdown)
+
+
+@task(name="check")
+@_cli
+def lock_check(c: Context) -> str:
+    """Fail, naming the profile, when its inputs changed without refreshing images.lock."""
+    from golden import lockdiff
+
+    return lockdiff.lock_check()
+
+
+lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
 
 
 ns = Collection(profiles, check, matrix, render, build, verify, test)
