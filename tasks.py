@@ -149,9 +149,41 @@ def lock_check(c: Context) -> str:
     return lockdiff.lock_check()
 
 
+@task(name="promote", help={"profile": "profile name", "channel": "channel name (e.g. prod)",
+                            "build": "build id (default: the newest build that passed verification)"})
+@_cli
+def promote_(c: Context, profile: str, channel: str, build: str | None = None) -> str:
+    """Point a channel at a build in images.lock; refuses failed or revoked builds."""
+    from golden import promote
+
+    return promote.promote(profile, channel, build)
+
+
+@task(name="revoke", help={"profile": "profile name", "build": "build id", "reason": "one line: why"})
+@_cli
+def revoke_(c: Context, profile: str, build: str, reason: str) -> str:
+    """Mark a build revoked; refused while a channel points at it."""
+    from golden import promote
+
+    return promote.revoke(profile, build, reason)
+
+
+@task(name="boot-test", help={"profile": "profile name (its local artifact in build/NAME/artifacts/)"})
+@_cli
+def boot_test_(c: Context, profile: str) -> str:
+    """Boot the local artifact under QEMU (no GPU) and run the boot-nogpu checks over SSH."""
+    from golden import boottest
+    from golden.commands import BUILD
+
+    return boottest.require_pass(boottest.boot_test(profile, build_root=BUILD))
+
+
 lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
 
 
 ns = Collection(profiles, check, matrix, render, build, verify, test)
 ns.add_task(plan_)
+ns.add_task(promote_)
+ns.add_task(revoke_)
 ns.add_collection(lock_ns)
+ns.add_task(boot_test_)
