@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the real parts need: Packer (validate, build), shellcheck,
-# cloud-init (its schema check), mmdebstrap (local bakes), QEMU (boot tests),
+# cloud-init (its schema check), mmdebstrap (local bakes), QEMU, e2fsprogs, dosfstools
+# and mtools (boot tests: the disk and the cloud-init seed),
 # openssh-server (sshd inside a local bake), zstd (artifacts).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
-              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs)
+              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools)
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -116,6 +116,7 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
         release = json.loads((out_dir / "release.json").read_text())
         shutil.copyfile(out_dir / "release.json", staging / "release.json")
         shutil.copyfile(out_dir / "verify-report.json", staging / "verify-report.json")
+        boot = _boot_test(plan, out_dir, staging / "rootfs.tar.zst")
         _swap_in(staging, out_dir / "artifacts")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,7 +136,24 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
         "verification": {"passed": bool(report.get("passed")), "checks": len(checks),
                          "failed": sum(1 for c in checks if c.get("passed") is False)},
         "sbom_sha256": sbom_sha,
+        **boot,
     }
+
+
+def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:
+    """Boot the staged image under QEMU when the profile asks (``target.boot_test``).
+
+    A failed boot raises (the build fails, nothing is swapped in or locked);
+    a passed one is recorded as ``boot_test: {status, guest_boot_s, wall_s}``.
+    """
+    if not plan.profile.target.boot_test:
+        return {}
+    from golden import boottest
+
+    result = boottest.boot_test(plan.profile.name, build_root=out_dir.parent, artifact=image)
+    say(boottest.require_pass(result))
+    return {"boot_test": {"status": "passed", "guest_boot_s": result.boot_time_s,
+                          "wall_s": round(result.wall_s, 1)}}
 
 
 def image_size(path: Path) -> int:
