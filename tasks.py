@@ -88,10 +88,19 @@ def build(c: Context, profile: str, target: str | None = None, locked: bool = Fa
 @task(help={"profile": "profile name (its expectations)",
             "host": "testinfra host: ssh://user@host:port, local://, chroot:///path",
             "phase": "bake (packages, module, configs) | boot (live GPU host) | boot-nogpu (VM without GPU)",
-            "ssh_key": "SSH private key file for ssh:// hosts"})
+            "ssh_key": "SSH private key file for ssh:// hosts",
+            "boot_test": "launch the newest build's AMI on EC2, run the boot phase over SSH, terminate",
+            "instance_type": "EC2 instance type for --boot-test (a GPU instance)"})
 @_cli
-def verify(c: Context, profile: str, host: str, phase: str = "bake", ssh_key: str | None = None) -> str:
+def verify(c: Context, profile: str, host: str | None = None, phase: str = "bake", ssh_key: str | None = None,
+           boot_test: bool = False, instance_type: str = "p5.48xlarge") -> str:
     """Run the verification suite against a host; exits non-zero on any failed check."""
+    if boot_test:
+        from golden.aws import boottest as ec2_boot
+
+        return ec2_boot.boot_test(profile, instance_type=instance_type)
+    if host is None:
+        raise Exit("error: --host is required (or --boot-test)", code=1)
     return commands.verify(profile, host, phase, ssh_key)
 
 
@@ -181,7 +190,26 @@ def boot_test_(c: Context, profile: str) -> str:
 lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
 
 
+# -- AWS: publish (golden/aws/) ------------------------------------------------
+
+@task(help={"profile": "only this profile (default: every profile in images.lock)",
+            "channel": "only this channel (default: every channel)",
+            "dry_run": "print the changes that would be made; make none",
+            "deprecate_after_days": "days until a superseded AMI is deprecated (never deleted)"})
+@_cli
+def publish(c: Context, profile: str | None = None, channel: str | None = None, dry_run: bool = False,
+            deprecate_after_days: int = 14) -> str:
+    """Publish images.lock's channels to EC2: copy to regions, share, SSM pointers, channel tags."""
+    import datetime as dt
+
+    from golden.aws import publish as aws_publish
+
+    return aws_publish.publish(profile, channel, dry_run=dry_run,
+                               deprecate_after=dt.timedelta(days=deprecate_after_days))
+
+
 ns = Collection(profiles, check, matrix, render, build, verify, test)
+ns.add_task(publish)
 ns.add_task(plan_)
 ns.add_task(promote_)
 ns.add_task(revoke_)

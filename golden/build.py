@@ -22,7 +22,7 @@ from golden.commands import BUILD, gated_plan, target_of
 from golden.errors import GoldenError
 from golden.kb import load as load_kb
 from golden.plan import BuildPlan
-from golden.profile import PROFILES, TargetKind
+from golden.profile import PROFILES, TargetKind, load_profile
 from golden.run import run
 from golden.sbom import write_sbom
 from golden.targets import local, rootfs
@@ -44,14 +44,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolved_from_lock(name: str, lock_path: Path) -> dict[str, str]:
+def resolved_from_lock(name: str, lock_path: Path) -> dict[str, Any]:
+    """The ``resolved`` entry that `invoke lock.resolve` wrote: what ``--locked`` installs."""
     entry = lockfile.load(lock_path)["profiles"].get(name)
-    resolved = (entry or {}).get("resolved") or {}
-    packages = resolved.get("packages") if isinstance(resolved, dict) else None
-    if not packages:
+    resolved = (entry or {}).get("resolved")
+    if not isinstance(resolved, dict) or "packages" not in resolved:
         raise GoldenError(f"no resolved versions for {name}; run `invoke lock.resolve --profile {name}` "
                           "or build without --locked", where="images.lock", key=f"profiles.{name}.resolved")
-    return {str(k): str(v) for k, v in packages.items()}
+    return resolved
+
+
+def resolve_now(name: str, profiles_dir: Path) -> dict[str, Any]:
+    """Resolve in memory (written to the lock only with a successful build)."""
+    from golden.resolve import cached, fetch_index, resolve_profile
+
+    kb = load_kb()
+    with step(f"Resolving {name} against its repositories"):
+        return resolve_profile(load_profile(name, root=profiles_dir, kb=kb), kb, cached(fetch_index))
 
 
 def build(name: str, target: str | None, *, locked: bool = False, lock_path: Path = lockfile.LOCK_PATH,
@@ -61,8 +70,9 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     ``scripts_dir`` replaces scripts/ (tests plant faults with it).
     """
     kb = load_kb()
-    resolved = resolved_from_lock(name, lock_path) if locked else None
-    plan = gated_plan(name, kb, resolved=resolved, profiles_dir=profiles_dir)
+    resolved = resolved_from_lock(name, lock_path) if locked else resolve_now(name, profiles_dir)
+    packages = {str(k): str(v) for k, v in (resolved.get("packages") or {}).items()}
+    plan = gated_plan(name, kb, resolved=packages, profiles_dir=profiles_dir)
     kind = target_of(plan.profile, target)
     out_dir = build_root / name
     with step(f"Rendering {name}"):
@@ -74,11 +84,20 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     if kind is TargetKind.LOCAL:
         entry = bake_local(plan, out_dir, build_id, work_root=build_root / ".work")
     else:
-        raise GoldenError("real amazon-ebs bakes are not wired up yet; use --dry-run or --target local",
-                          where="--target")
+        source_ami = source_ami_from_lock(name, lock_path) if locked else ""
+        entry = bake_ebs(plan, out_dir, build_id, source_ami=source_ami)
     inputs = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
     with step(f"Recording the build in {_rel(lock_path)}"):
-        lockfile.update(lambda lock: lockfile.add_build(lock, name, entry, inputs_sha256=inputs), lock_path)
+        entry["inputs_sha256"] = inputs
+
+        def record(lock: lockfile.Lock) -> None:
+            lockfile.add_build(lock, name, entry, inputs_sha256=inputs)
+            lockfile.profile_entry(lock, name)["resolved"] = resolved
+
+        lockfile.update(record, lock_path)
+    if kind is not TargetKind.LOCAL:
+        amis = "\n".join(f"  {region}  {ami}" for region, ami in entry["artifacts"].items())
+        return f"built {name} ({build_id}): verification passed\n{amis}"
     art = out_dir / "artifacts"
     return (f"built {name} ({build_id}): verification passed\n"
             f"  image  {_rel(art / 'rootfs.tar.zst')}\n"
@@ -88,6 +107,61 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
 
 def _rel(p: Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def source_ami_from_lock(name: str, lock_path: Path) -> str:
+    """The exact base AMI that `invoke lock.resolve` recorded (``resolved.source_image.ami_id``)."""
+    resolved = (lockfile.load(lock_path)["profiles"].get(name) or {}).get("resolved") or {}
+    image = resolved.get("source_image") if isinstance(resolved, dict) else None
+    ami = image.get("ami_id") if isinstance(image, dict) else None
+    if not isinstance(ami, str) or not ami.startswith("ami-"):
+        raise GoldenError(f"no resolved base AMI for {name}; run `invoke lock.resolve --profile {name}` "
+                          "or build without --locked", where="images.lock",
+                          key=f"profiles.{name}.resolved.source_image.ami_id")
+    return ami
+
+
+def builder_cidr() -> str:
+    """The address the temporary security group admits on SSH: GOLDEN_BUILDER_CIDR (a.b.c.d/32).
+
+    Without it the template's default admits nobody, and the bake fails closed
+    at SSH rather than opening port 22 to the world.
+    """
+    return os.environ.get("GOLDEN_BUILDER_CIDR", "127.0.0.1/32")
+
+
+def bake_ebs(plan: BuildPlan, out_dir: Path, build_id: str, *, source_ami: str) -> dict[str, Any]:
+    """Bake on EC2 with the amazon-ebs source; the build entry's artifacts are region -> AMI id.
+
+    Packer's manifest is read after the build: only the last run's entries count.
+    """
+    from golden.aws import manifest
+
+    variables = {"build_id": build_id, "git_commit": git_commit(), "source_ami": source_ami,
+                 "builder_cidr": builder_cidr()}
+    with step("Baking with packer (amazon-ebs)"):
+        result = packer.build(out_dir, only="amazon-ebs.image", variables=variables,
+                              log_path=out_dir / "packer.log", on_event=_progress)
+    amis = manifest.amis(result.manifest_path)
+    report_path = out_dir / "verify-report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    release_path = out_dir / "release.json"
+    release = json.loads(release_path.read_text()) if release_path.is_file() else {}
+    checks = report.get("checks", [])
+    return {
+        "id": build_id,
+        "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "git_commit": git_commit(),
+        "packer_version": packer.version(),
+        "plugins": packer.plugin_versions() if packer.has_plugins() else {},
+        "target": "amazon-ebs",
+        "status": "passed",
+        "packer_run_uuid": result.run_uuid or "",
+        "artifacts": amis,
+        "installed": release.get("packages", {}),
+        "verification": {"passed": bool(report.get("passed")), "checks": len(checks),
+                         "failed": sum(1 for c in checks if c.get("passed") is False)},
+    }
 
 
 def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""`invoke verify --profile NAME --boot-test`: boot the newest build on a GPU instance.
+
+Launches the profile's newest passed build once (its AMI in the profile's
+region) on ``instance_type``, waits until it runs, runs the ``boot`` phase of
+``verify/`` over SSH, records the result in the build entry, and always
+terminates the instance and removes its throwaway key pair and security
+group, also on an error or Ctrl-C::
+
+    >>> print(boot_test("h100-r595", instance_type="p5.48xlarge"))
+    boot test of h100-r595 build 3f1c... on p5.48xlarge: passed (41 checks)
+
+``verify`` is the step run over SSH; tests inject their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from golden import ROOT, lockfile
+from golden.aws import clients
+from golden.aws.publish import ami_artifacts, is_revoked
+from golden.errors import GoldenError
+from golden.profile import PROFILES, load_profile
+from golden.ui import say
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+DEFAULT_INSTANCE_TYPE = "p5.48xlarge"
+SSH_USER = "ubuntu"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    checks: int
+    failed: int
+
+
+#: (profile, ssh://user@host, private key file) -> what the boot phase found.
+Verify = Callable[[str, str, Path], Outcome]
+
+
+def ssh_verify(profile: str, host: str, key: Path) -> Outcome:
+    """The boot phase of verify/ over SSH, with the rendered expectations of build/NAME/."""
+    from golden import verify
+
+    expectations = ROOT / "build" / profile / "expectations.json"
+    report = verify.run_verify(expectations, host, "boot", ROOT / "build" / profile / "verify-boot.json",
+                               ssh_key=key)
+    return Outcome(passed=report.passed, checks=len(report.checks), failed=len(report.failed))
+
+
+def newest_build(lock: lockfile.Lock, profile: str, region: str) -> tuple[str, str]:
+    """(build id, AMI id in ``region``) of the newest passed, unrevoked build with an AMI there."""
+    for b in (lock["profiles"].get(profile) or {}).get("builds", []):
+        ami = ami_artifacts(b).get(region)
+        if ami and b.get("status") == "passed" and not is_revoked(b):
+            return str(b["id"]), ami
+    raise GoldenError(f"no passed build of {profile} with an AMI in {region}; run `invoke build`",
+                      where="images.lock", key=f"profiles.{profile}.builds")
+
+
+def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
+              lock_path: Path = lockfile.LOCK_PATH, profiles_dir: Path = PROFILES,
+              verify: Verify = ssh_verify) -> str:
+    """Launch, verify, record, terminate; return one line and raise if verification failed."""
+    region = load_profile(profile, profiles_dir).target.region
+    build_id, ami = newest_build(lockfile.load(lock_path), profile, region)
+    ec2 = clients.Clients().ec2(region)
+    with _instance(ec2, ami, instance_type, build_id) as (host, key):
+        outcome = verify(profile, f"ssh://{SSH_USER}@{host}", key)
+    result = {"time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+              "instance_type": instance_type, "region": region, "ami": ami,
+              "passed": outcome.passed, "checks": outcome.checks, "failed": outcome.failed}
+
+    def record(lock: lockfile.Lock) -> None:
+        for b in lock["profiles"][profile]["builds"]:
+            if b["id"] == build_id:
+                b["boot_test"] = result
+
+    lockfile.update(record, lock_path)
+    line = (f"boot test of {profile} build {build_id} on {instance_type}: "
+            f"{'passed' if outcome.passed else 'FAILED'} ({outcome.checks} checks, {outcome.failed} failed)")
+    if not outcome.passed:
+        raise GoldenError(line, where=region)
+    return line
+
+
+@contextlib.contextmanager
+def _instance(ec2: EC2Client, ami: str, instance_type: str, build_id: str) -> Iterator[tuple[str, Path]]:
+    """A running instance of ``ami``: yields (address, SSH key file); always cleaned up."""
+    name = f"golden-boot-{build_id[:8]}-{uuid.uuid4().hex[:8]}"
+    cidr = os.environ.get("GOLDEN_BUILDER_CIDR", "127.0.0.1/32")
+    instance_id: str | None = None
+    group_id: str | None = None
+    key_made = False
+    with tempfile.TemporaryDirectory(prefix="golden-boot-") as tmp:
+        try:
+            material = ec2.create_key_pair(KeyName=name, KeyType="ed25519")["KeyMaterial"]
+            key_made = True
+            key = Path(tmp) / "id"
+            key.touch(mode=0o600)
+            key.write_text(material)
+            group_id = ec2.create_security_group(GroupName=name, Description="golden boot test: SSH from "
+                                                 "the builder only")["GroupId"]
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr}]}])
+            tags: list[Any] = [{"Key": "Name", "Value": name}, {"Key": "golden:build-id", "Value": build_id}]
+            reservation = ec2.run_instances(
+                ImageId=ami, InstanceType=instance_type,  # type: ignore[arg-type]
+                MinCount=1, MaxCount=1, KeyName=name, SecurityGroupIds=[group_id],
+                MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                InstanceInitiatedShutdownBehavior="terminate",
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+            instance_id = reservation["Instances"][0]["InstanceId"]
+            say(f"launched {instance_id} ({instance_type}) from {ami}")
+            ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id])
+            desc = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+            host = desc.get("PublicIpAddress") or desc.get("PrivateIpAddress")
+            if not host:
+                raise GoldenError(f"instance {instance_id} has no address", where=str(ec2.meta.region_name))
+            yield str(host), key
+        finally:
+            _cleanup(ec2, instance_id, group_id, name if key_made else None)
+
+
+def _cleanup(ec2: EC2Client, instance_id: str | None, group_id: str | None, key_name: str | None) -> None:
+    """Terminate first (a second Ctrl-C must not leave the GPU instance running), then the rest."""
+    while True:
+        try:
+            if instance_id is not None:
+                ec2.terminate_instances(InstanceIds=[instance_id])
+                say(f"terminating {instance_id}")
+                ec2.get_waiter("instance_terminated").wait(InstanceIds=[instance_id])
+            if group_id is not None:
+                ec2.delete_security_group(GroupId=group_id)
+            if key_name is not None:
+                ec2.delete_key_pair(KeyName=key_name)
+            return
+        except KeyboardInterrupt:
+            say("still cleaning up the boot test instance; interrupt again after it is gone")
+            continue
