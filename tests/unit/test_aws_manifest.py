@@ -42,6 +42,14 @@ def test_no_ami_in_the_last_run_is_an_error(tmp_path: Path) -> None:
         manifest.amis(m)
 
 
+def write_resolved(lock: Path, ami: str) -> None:
+    """A lock as `invoke lock.resolve` leaves it: nothing pinned but the base AMI (no network)."""
+    data = lockfile.empty()
+    data["profiles"]["h100-r595"] = {"inputs_sha256": "", "builds": [], "channels": {},
+                                     "resolved": {"packages": {}, "source_image": {"ami_id": ami}}}
+    lockfile.write_atomic(lock, lockfile.dump(data))
+
+
 def fake_packer_build(calls: list[dict[str, Any]], artifact_id: str) -> Callable[..., packer.BuildResult]:
     def fake(build_dir: Path, *, only: str, variables: Mapping[str, str], log_path: Path,
              on_event: Callable[[packer.Event], None]) -> packer.BuildResult:
@@ -63,9 +71,10 @@ def test_fake_ebs_build_lands_in_the_lock(tmp_path: Path, monkeypatch: pytest.Mo
                         fake_packer_build(calls, "us-east-1:ami-0123456789abcdef0,us-west-2:ami-0fedcba987654321f"))
     monkeypatch.setenv("GOLDEN_BUILDER_CIDR", "203.0.113.7/32")
     lock = tmp_path / "images.lock"
-    summary = build_mod.build("h100-r595", None, lock_path=lock, build_root=tmp_path / "build")
+    write_resolved(lock, "ami-0abc1234def567890")
+    summary = build_mod.build("h100-r595", None, locked=True, lock_path=lock, build_root=tmp_path / "build")
     assert calls[0]["only"] == "amazon-ebs.image" and calls[0]["builder_cidr"] == "203.0.113.7/32"
-    assert calls[0]["source_ami"] == ""     # not --locked: Packer's filter finds the base
+    assert calls[0]["source_ami"] == "ami-0abc1234def567890"     # --locked: the base AMI in the lock
     entry = lockfile.load(lock)["profiles"]["h100-r595"]["builds"][0]
     assert entry["artifacts"] == {"us-east-1": "ami-0123456789abcdef0", "us-west-2": "ami-0fedcba987654321f"}
     assert entry["target"] == "amazon-ebs" and entry["packer_run_uuid"] == "this-run"
@@ -75,10 +84,7 @@ def test_fake_ebs_build_lands_in_the_lock(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_locked_source_ami_comes_from_the_lock(tmp_path: Path) -> None:
     lock = tmp_path / "images.lock"
-    data = lockfile.empty()
-    data["profiles"]["h100-r595"] = {"inputs_sha256": "", "builds": [], "channels": {},
-                                     "resolved": {"source_image": {"ami_id": "ami-0abc1234def567890"}}}
-    lockfile.write_atomic(lock, lockfile.dump(data))
+    write_resolved(lock, "ami-0abc1234def567890")
     assert build_mod.source_ami_from_lock("h100-r595", lock) == "ami-0abc1234def567890"
     with pytest.raises(GoldenError, match="no resolved base AMI for b200-r595"):
         build_mod.source_ami_from_lock("b200-r595", lock)

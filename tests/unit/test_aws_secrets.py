@@ -17,7 +17,7 @@ from golden.kb import load
 from golden.plan import make_plan
 from golden.profile import load_profile
 from tests.conftest import require_tool
-from tests.unit.test_aws_manifest import fake_packer_build
+from tests.unit.test_aws_manifest import fake_packer_build, write_resolved
 
 SECRETS = {
     "AWS_ACCESS_KEY_ID": "AKIAGOLDENLEAKTEST01",
@@ -54,7 +54,8 @@ def test_build_output_logs_and_lock_hold_no_credential(tmp_path: Path, monkeypat
     calls: list[dict[str, str]] = []
     monkeypatch.setattr(packer, "build", fake_packer_build(calls, "us-east-1:ami-0123456789abcdef0"))
     lock = tmp_path / "images.lock"
-    out = build_mod.build("h100-r595", None, lock_path=lock, build_root=tmp_path / "build")
+    write_resolved(lock, "ami-0abc1234def567890")
+    out = build_mod.build("h100-r595", None, locked=True, lock_path=lock, build_root=tmp_path / "build")
     printed = capfd.readouterr()
     assert lock.is_file() and (tmp_path / "build" / "h100-r595" / "manifest.json").is_file()
     assert scan(tmp_path) == []
