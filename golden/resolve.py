@@ -145,7 +145,9 @@ def _driver(plan: BuildPlan, kb: KnowledgeBase, index: Index, url: str) -> tuple
             out[pkg.name] = version
         return upstream, out
     why = f"; refused: {', '.join(refused)}" if refused else ""
-    raise GoldenError(f"{url} has no {lead} inside {pin}{why}", where=p.name, key="driver")
+    offered = sorted(upstreams, key=DebVersion)
+    has = f"; it has {', '.join(offered[-5:])}" if offered else ""
+    raise GoldenError(f"{url} has no {lead} inside {pin}{has}{why}", where=p.name, key="driver")
 
 
 def _cuda(plan: BuildPlan, index: Index, url: str) -> dict[str, str]:

@@ -158,7 +158,7 @@ class Mirror:
 
     def bake(self, *, drivers: list[FakeDriver], toolkits: list[FakeToolkit],
              expect_fingerprint: str | None = None, gpg_home: Path | None = None,
-             scripts_dir: Path | None = None) -> str:
+             scripts_dir: Path | None = None, locked: bool = False) -> str:
         # Two repositories, as NVIDIA publishes them: CUDA (drivers) and the container toolkit.
         gpg_home = gpg_home or self.key.home
         cuda = build_repo(self.tmp / "srv" / "cuda", drivers=drivers, ctk_versions=[],
@@ -170,7 +170,7 @@ class Mirror:
             assert cuda.url is not None and ctk.url is not None
             self.ws.write_profile("mirror", mirror_profile(cuda.url, ctk.url,
                                                            expect_fingerprint or cuda.fingerprint))
-            return self.ws.bake("mirror", scripts_dir=scripts_dir)
+            return self.ws.bake("mirror", scripts_dir=scripts_dir, locked=locked)
 
     def bake_fails(self, **kwargs: object) -> str:
         art = self.ws.plant_earlier_artifacts("mirror")
@@ -199,9 +199,26 @@ def test_clean_bake_from_the_mirror_passes(mirror: Mirror, ws: Workspace) -> Non
     assert build_entry["installed"]["nvidia-fabricmanager"] == "595.58.03-1"
 
 
-def test_mirror_serving_another_driver_version_fails(mirror: Mirror) -> None:
+def test_mirror_without_the_pinned_driver_fails_at_resolve(mirror: Mirror) -> None:
     line = mirror.bake_fails(drivers=[FakeDriver("595.71.05")], toolkits=[GOOD_CTK])
-    assert "595.58.03" in line and "595.71.05" in line, line
+    assert "driver.version 595.58.03" in line and "595.71.05" in line, line
+
+
+def test_mirror_serving_another_driver_version_than_locked_fails(mirror: Mirror, ws: Workspace) -> None:
+    # images.lock says 595.58.03 (as lock.resolve wrote it); the mirror now serves 595.71.05 only.
+    locked = {"nvidia-driver-pinning-595": "595-1", "nvidia-open": "595.58.03-1",
+              "nvidia-fabricmanager": "595.58.03-1", "nvidia-persistenced": "595.58.03-1",
+              **{n: "1.19.0-1" for n in ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                                         "libnvidia-container-tools", "libnvidia-container1")}}
+
+    def write(lock: lockfile.Lock) -> None:
+        lockfile.profile_entry(lock, "mirror")["resolved"] = {
+            "driver_version": "595.58.03", "packages": locked,
+            "source_image": {"suite": "bookworm", "kernel": "6.1.0-50-cloud-amd64"}}
+
+    lockfile.update(write, ws.lock)
+    line = mirror.bake_fails(drivers=[FakeDriver("595.71.05")], toolkits=[GOOD_CTK], locked=True)
+    assert "595.58.03" in line and "nvidia-open" in line, line
 
 
 def test_proprietary_module_where_open_is_required_fails(mirror: Mirror) -> None:
