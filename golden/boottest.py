@@ -18,6 +18,7 @@ directory removed; only ``build/NAME/boot.log`` and the verify report stay.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -237,6 +238,18 @@ def parse_boot_time(text: str) -> float | None:
     return _seconds(m.group(1)) if m else None
 
 
+def release_problems(guest_text: str, recorded: Path) -> list[str]:
+    """The guest's /etc/golden/release.json must equal the one the build records
+    (beside the artifact; the lock's build entry is made from it)."""
+    if not recorded.is_file():
+        return []
+    try:
+        same = json.loads(guest_text) == json.loads(recorded.read_text())
+    except ValueError:
+        same = False
+    return [] if same else [f"release.json in the guest differs from {recorded}"]
+
+
 def log_problems(text: str) -> list[str]:
     """Lines of the serial log that name a module that does not fit the kernel."""
     return [f"boot log: {line.strip()[:200]}" for line in text.splitlines()
@@ -343,6 +356,9 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
             result.report = run_verify(expectations, f"ssh://root@127.0.0.1:{port}", "boot-nogpu",
                                        report_path, ssh_key=key)
             result.phases["verify"] = time.monotonic() - mark
+            result.problems.extend(release_problems(
+                run(ssh_argv(port, key, "cat", "/etc/golden/release.json"), check=False, timeout=60).stdout,
+                artifact.parent / "release.json"))
             # A clean poweroff when it comes in time; guest() kills QEMU otherwise.
             with contextlib.suppress(GoldenError, subprocess.TimeoutExpired):
                 run(ssh_argv(port, key, "systemctl", "poweroff"), check=False, timeout=30)

@@ -140,3 +140,13 @@ def test_make_disk_holds_the_tree(tmp_path: Path) -> None:
     out = subprocess.run([debugfs, "-R", "cat /etc/hostname", str(disk)], capture_output=True, text=True,
                          check=True).stdout
     assert out == "golden\n"
+
+
+def test_release_problems(tmp_path: Path) -> None:
+    recorded = tmp_path / "release.json"
+    recorded.write_text('{"build_id": "b1", "profile": "p"}\n')
+    assert boottest.release_problems('{"profile": "p", "build_id": "b1"}', recorded) == []
+    assert boottest.release_problems('{"profile": "p", "build_id": "b2"}', recorded) == [
+        f"release.json in the guest differs from {recorded}"]
+    assert boottest.release_problems("", recorded)  # missing in the guest
+    assert boottest.release_problems("{}", tmp_path / "absent.json") == []
