@@ -29,4 +29,4 @@ def test_locked_reads_exact_versions(tmp_path: Path) -> None:
         lockfile.profile_entry(lock, "p")["resolved"] = {"packages": {"nvidia-open": "595.71.05-1"}}
 
     lockfile.update(change, lock_path)
-    assert resolved_from_lock("p", lock_path) == {"nvidia-open": "595.71.05-1"}
+    assert resolved_from_lock("p", lock_path) == {"packages": {"nvidia-open": "595.71.05-1"}}
