@@ -22,8 +22,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -298,6 +300,24 @@ def guest(kernel: Kernel, disk: Path, seed: Path, log: Path, port: int) -> Itera
         stop(proc, grace=5)
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled, ``kill``) unwinds like Ctrl-C, so QEMU is stopped and
+    the scratch files removed instead of being left behind by a dying process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plant: Plant | None = None,
               ssh_timeout: float = SSH_TIMEOUT_S) -> BootResult:
     """Boot ``build_root/NAME``'s artifact and run the ``boot-nogpu`` checks in it.
@@ -315,7 +335,16 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     log, report_path = out_dir / "boot.log", out_dir / "verify-report-boot.json"
     result = BootResult(profile=name, log=log, report_path=report_path)
     work = build_root / ".work" / f"boot-{uuid.uuid4()}"
-    started = time.monotonic()
+    with terminate_as_interrupt():
+        _boot(result, work, artifact, expectations, user_data, meta_data, plant, ssh_timeout)
+    with contextlib.suppress(OSError):
+        result.problems.extend(log_problems(log.read_text(errors="replace")))
+    return result
+
+
+def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, user_data: Path,
+          meta_data: Path, plant: Plant | None, ssh_timeout: float) -> None:
+    log, report_path, started = result.log, result.report_path, time.monotonic()
     try:
         tree, key = work / "rootfs", work / "id_ed25519"
         tree.mkdir(parents=True)
@@ -366,9 +395,6 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     finally:
         shutil.rmtree(work, ignore_errors=True)
         result.wall_s = time.monotonic() - started
-    with contextlib.suppress(OSError):
-        result.problems.extend(log_problems(log.read_text(errors="replace")))
-    return result
 
 
 def require_pass(result: BootResult) -> str:

@@ -150,3 +150,20 @@ def test_release_problems(tmp_path: Path) -> None:
         f"release.json in the guest differs from {recorded}"]
     assert boottest.release_problems("", recorded)  # missing in the guest
     assert boottest.release_problems("{}", tmp_path / "absent.json") == []
+
+
+def test_sigterm_unwinds_like_ctrl_c() -> None:
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(KeyboardInterrupt), boottest.terminate_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # the handler runs at the next bytecode boundary
+                pass
+        finally:
+            cleaned.append(True)
+    assert cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) == before
