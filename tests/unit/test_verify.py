@@ -184,16 +184,17 @@ def test_local_run_marks_the_right_checks(tmp_path: Path) -> None:
     assert status["ctk-version"] == "skipped"
     line = (f"FAILED check package[coreutils]: expected installed, version 0.0-0,"
             f" actual installed, version {coreutils.version}")
-    assert line in proc.stdout.splitlines()
-    assert "FAILED check package[dpkg]" not in proc.stdout
+    # The verdict goes to stderr: Packer shows a failing step's stderr as its error.
+    assert line in proc.stderr.splitlines()
+    assert "FAILED check package[dpkg]" not in proc.stderr
     data = json.loads(report.read_text())
     assert data["profile"] == "this-machine" and data["phase"] == "bake"
     assert data["host"] == "local://" and data["passed"] is False
-    summary = re.search(r"^verification: (\d+) passed, (\d+) failed", proc.stdout, re.MULTILINE)
+    summary = re.search(r"^verification: (\d+) passed, (\d+) failed", proc.stderr, re.MULTILINE)
     assert summary is not None
     assert (int(summary[1]), int(summary[2])) == (data["summary"]["passed"],
                                                   data["summary"]["failed"])
-    assert int(summary[2]) == len([line for line in proc.stdout.splitlines()
+    assert int(summary[2]) == len([line for line in proc.stderr.splitlines()
                                    if line.startswith("FAILED check ")])
 
 
