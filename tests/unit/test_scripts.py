@@ -28,6 +28,7 @@ import pytest
 from golden.kb import load
 from golden.plan import make_plan
 from golden.profile import load_profile
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -37,14 +38,7 @@ IN_CI = os.environ.get("CI") == "true"
 BUILD_ID = "0b7a3c52-5d1e-4e0f-9a51-7f7e0c3f2d11"
 
 
-def need(tool: str) -> str:
-    """The path of ``tool``; skip the test when it is missing (fail in CI)."""
-    path = shutil.which(tool)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{tool} is required in CI")
-        pytest.skip(f"{tool} not installed")
-    return path
+need = require_tool
 
 
 def plan_env(profile: str, **overrides: str) -> dict[str, str]:
