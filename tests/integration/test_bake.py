@@ -161,6 +161,7 @@ class Mirror:
              scripts_dir: Path | None = None, locked: bool = False) -> str:
         # Two repositories, as NVIDIA publishes them: CUDA (drivers) and the container toolkit.
         gpg_home = gpg_home or self.key.home
+        shutil.rmtree(self.tmp / "srv", ignore_errors=True)   # a fresh mirror each bake
         cuda = build_repo(self.tmp / "srv" / "cuda", drivers=drivers, ctk_versions=[],
                           distro="debian-12", gpg_home=gpg_home)
         ctk = build_repo(self.tmp / "srv" / "ctk", drivers=[], ctk_versions=list(toolkits),
@@ -191,12 +192,24 @@ GOOD_DRIVER = FakeDriver("595.58.03")
 GOOD_CTK = FakeToolkit("1.19.0")
 
 
-def test_clean_bake_from_the_mirror_passes(mirror: Mirror, ws: Workspace) -> None:
-    assert "verification passed" in mirror.bake(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK])
-    build_entry = lockfile.load(ws.lock)["profiles"]["mirror"]["builds"][0]
+def test_clean_bake_from_the_mirror_passes_and_rebakes_locked(mirror: Mirror, ws: Workspace) -> None:
+    # The mirror carries two releases in the pinned branch; the profile pins 595.58.03.
+    drivers = [GOOD_DRIVER, FakeDriver("595.71.05")]
+    assert "verification passed" in mirror.bake(drivers=drivers, toolkits=[GOOD_CTK])
+    entry = lockfile.load(ws.lock)["profiles"]["mirror"]
+    build_entry = entry["builds"][0]
     assert build_entry["installed"]["nvidia-open"] == "595.58.03-1"
     assert build_entry["installed"]["nvidia-container-toolkit"] == "1.19.0-1"
     assert build_entry["installed"]["nvidia-fabricmanager"] == "595.58.03-1"
+    # The build resolved first and recorded what it resolved: --locked installs exactly that.
+    resolved = entry["resolved"]["packages"]
+    assert resolved["nvidia-open"] == "595.58.03-1" and resolved["libnvidia-container1"] == "1.19.0-1"
+    assert "verification passed" in mirror.bake(drivers=drivers, toolkits=[GOOD_CTK], locked=True)
+    entry = lockfile.load(ws.lock)["profiles"]["mirror"]
+    assert [b["id"] for b in entry["builds"][1:]] == [build_entry["id"]]
+    sbom = json.loads((ws.build_root / "mirror/artifacts/sbom.cdx.json").read_text())
+    on_image = {c["name"]: c["version"] for c in sbom["components"]}
+    assert {k: on_image.get(k) for k in resolved} == resolved
 
 
 def test_mirror_without_the_pinned_driver_fails_at_resolve(mirror: Mirror) -> None:
