@@ -143,10 +143,16 @@ def bake_ebs(plan: BuildPlan, out_dir: Path, build_id: str, *, source_ami: str) 
         result = packer.build(out_dir, only="amazon-ebs.image", variables=variables,
                               log_path=out_dir / "packer.log", on_event=_progress)
     amis = manifest.amis(result.manifest_path)
-    report_path = out_dir / "verify-report.json"
+    report_path, release_path = out_dir / "verify-report.json", out_dir / "release.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    release_path = out_dir / "release.json"
     release = json.loads(release_path.read_text()) if release_path.is_file() else {}
+    return build_entry(build_id, "amazon-ebs", report, release, artifacts=amis,
+                       packer_run_uuid=result.run_uuid or "")
+
+
+def build_entry(build_id: str, target: str, report: dict[str, Any], release: dict[str, Any],
+                **extra: Any) -> dict[str, Any]:
+    """The images.lock entry of a build that passed verification, for any target."""
     checks = report.get("checks", [])
     return {
         "id": build_id,
@@ -154,13 +160,12 @@ def bake_ebs(plan: BuildPlan, out_dir: Path, build_id: str, *, source_ami: str) 
         "git_commit": git_commit(),
         "packer_version": packer.version(),
         "plugins": packer.plugin_versions() if packer.has_plugins() else {},
-        "target": "amazon-ebs",
+        "target": target,
         "status": "passed",
-        "packer_run_uuid": result.run_uuid or "",
-        "artifacts": amis,
         "installed": release.get("packages", {}),
         "verification": {"passed": bool(report.get("passed")), "checks": len(checks),
                          "failed": sum(1 for c in checks if c.get("passed") is False)},
+        **extra,
     }
 
 
@@ -195,23 +200,10 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    checks = report.get("checks", [])
-    return {
-        "id": build_id,
-        "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "git_commit": git_commit(),
-        "packer_version": packer.version(),
-        "plugins": packer.plugin_versions() if packer.has_plugins() else {},
-        "target": "local",
-        "status": "passed",
-        "artifacts": {"local": {"path": _rel(out_dir / "artifacts" / "rootfs.tar.zst"), "sha256": digest,
-                                "size": image_size(out_dir / "artifacts" / "rootfs.tar.zst")}},
-        "installed": release.get("packages", {}),
-        "verification": {"passed": bool(report.get("passed")), "checks": len(checks),
-                         "failed": sum(1 for c in checks if c.get("passed") is False)},
-        "sbom_sha256": sbom_sha,
-        **boot,
-    }
+    final = out_dir / "artifacts" / "rootfs.tar.zst"
+    local_artifact = {"path": _rel(final), "sha256": digest, "size": image_size(final)}
+    return build_entry(build_id, "local", report, release, artifacts={"local": local_artifact},
+                       sbom_sha256=sbom_sha, **boot)
 
 
 def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:
