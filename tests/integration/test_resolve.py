@@ -76,7 +76,7 @@ def test_resolve_writes_newest_inside_each_pin(tmp_path: Path, mirror: str) -> N
     assert r580["packages"]["cuda-toolkit-13-0"] == "13.0.2-1"
     assert lock["profiles"]["exact"]["resolved"]["packages"]["nvidia-open"] == "595.58.03-1"
     # What build --locked reads back.
-    assert resolved_from_lock("r595", lock_path)["nvidia-open"] == "595.71.05-1"
+    assert resolved_from_lock("r595", lock_path)["packages"]["nvidia-open"] == "595.71.05-1"
 
 
 def test_no_version_inside_the_pin_is_a_clear_error(tmp_path: Path, mirror: str) -> None:
