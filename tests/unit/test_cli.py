@@ -1,0 +1,35 @@
+"""The command line as a user meets it: one error line, no traceback, non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from golden import ROOT
+from golden.run import run
+
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["check", "--profile", "../etc/passwd"], "error: --profile: a profile name"),
+        (["check", "--profile", "nope"], "error: profiles/nope.yaml: no such profile"),
+        (["matrix", "--cuda", "12.7"], "error: --cuda: CUDA 12.7 was never released"),
+        (["build", "--profile", "h100-r595", "--target", "gce", "--dry-run"], "error: --target: one of"),
+    ],
+)
+def test_bad_input_is_one_line_and_no_traceback(args: list[str], line: str) -> None:
+    proc = run([*INVOKE, *args], check=False, cwd=ROOT)
+    assert proc.returncode != 0
+    err = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(line), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_check_all_passes_on_the_shipped_profiles() -> None:
+    proc = run([*INVOKE, "check", "--all"], check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "h100-r595: ok" in proc.stdout and "local-debian12-r535: ok (2 warnings)" in proc.stdout
