@@ -46,9 +46,6 @@ MEMORY_MB = 2048
 SSH_TIMEOUT_S = 420.0
 #: Free space on the test disk beyond the files (journal, cloud-init, DKMS logs).
 DISK_SLACK_BYTES = 768 << 20
-#: Where QEMU's user-mode network puts the guest's default gateway; sshd is reached
-#: through hostfwd instead, so the guest needs no route back.
-NETWORK_UNIT = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n"
 #: Lines in the serial log that always mean the module does not fit the kernel.
 BAD_MODULE_LOG = ("Invalid module format", "Unknown symbol", "disagrees about version",
                   "version magic")
@@ -132,8 +129,9 @@ def prepare_tree(tree: Path, public_key: str) -> None:
     """Make an unpacked image bootable for this test only (the artifact is not changed).
 
     Root logs in with ``public_key``; sshd gets host keys (the bake's cleanup
-    removed them); ``/dev/vda`` is the root in fstab; systemd-networkd takes a
-    DHCP lease from QEMU's user-mode network (the image ships no network config).
+    removed them; cloud-init makes new ones at first boot where it runs); ``/dev/vda``
+    is the root in fstab. The network is the image's own: cloud-init configures DHCP
+    on the first NIC, as it would on a cloud instance.
     """
     ssh_dir = tree / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -144,13 +142,6 @@ def prepare_tree(tree: Path, public_key: str) -> None:
     # ssh-keygen -A -f ROOT writes ROOT/etc/ssh/ssh_host_*_key.
     run(["ssh-keygen", "-A", "-f", str(tree)])
     (tree / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
-    network = tree / "etc/systemd/network/90-golden-boottest.network"
-    network.parent.mkdir(parents=True, exist_ok=True)
-    network.write_text(NETWORK_UNIT)
-    wants = tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
-    wants.parent.mkdir(parents=True, exist_ok=True)
-    if not wants.is_symlink() and not wants.exists():
-        wants.symlink_to("/lib/systemd/system/systemd-networkd.service")
 
 
 def tree_bytes(tree: Path) -> int:
