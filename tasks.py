@@ -180,11 +180,9 @@ def revoke_(c: Context, profile: str, build: str, reason: str) -> str:
 @task(name="boot-test", help={"profile": "profile name (its local artifact in build/NAME/artifacts/)"})
 @_cli
 def boot_test_(c: Context, profile: str) -> str:
-    """Boot the local artifact under QEMU (no GPU) and run the boot-nogpu checks over SSH."""
-    from golden import boottest
-    from golden.commands import BUILD
-
-    return boottest.require_pass(boottest.boot_test(profile, build_root=BUILD))
+    """Boot the local artifact under QEMU (no GPU), run the boot-nogpu checks over SSH and
+    record the result in the artifact's build entry of images.lock."""
+    return commands.boot_test(profile)
 
 
 lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)

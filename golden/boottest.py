@@ -18,6 +18,7 @@ directory removed; only ``build/NAME/boot.log`` and the verify report stay.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -31,6 +32,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from golden.errors import GoldenError, StepFailed
 from golden.run import run, spawn, stop
@@ -85,6 +89,20 @@ class BootResult:
         out = [f"{c.name} (expected {c.expected}, actual {c.actual})"
                for c in (self.report.failed if self.report else ())]
         return out + self.problems
+
+    def record(self) -> dict[str, Any]:
+        """The result as images.lock's build entry holds it (``boot_test``)."""
+        counts = self.report.counts if self.report else {"passed": 0, "failed": 0}
+        out: dict[str, Any] = {
+            "status": "passed" if self.passed else "failed",
+            "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            "where": f"qemu-{qemu_accel()}", "kernel": self.kernel,
+            "guest_boot_s": self.boot_time_s, "multi_user_s": self.multi_user_s,
+            "wall_s": round(self.wall_s, 1), "checks": counts["passed"] + counts["failed"],
+            "failed": counts["failed"]}
+        if not self.passed:
+            out["failures"] = self.failures()
+        return out
 
     def summary(self) -> str:
         boot = f"{self.boot_time_s:.1f}s" if self.boot_time_s is not None else "unknown"
@@ -248,6 +266,19 @@ def release_problems(guest_text: str, recorded: Path) -> list[str]:
     return [] if same else [f"release.json in the guest differs from {recorded}"]
 
 
+def seed_problems(hostname: str, user_data_seen: str, user_data: Path, meta_data: Path) -> list[str]:
+    """cloud-init must have read the NoCloud seed: the guest carries the meta-data's
+    ``local-hostname`` and cloud-init holds the seed's user-data as what it ran."""
+    problems = []
+    meta = yaml.safe_load(meta_data.read_text()) or {}
+    want_host = str(meta.get("local-hostname") or "")
+    if want_host and hostname.strip() != want_host:
+        problems.append(f"cloud-init: hostname is {hostname.strip()!r}, the seed's meta-data says {want_host!r}")
+    if user_data_seen.strip() != user_data.read_text().strip():
+        problems.append("cloud-init: the user-data it ran is not the seed's (cloud-init query userdata)")
+    return problems
+
+
 def log_problems(text: str) -> list[str]:
     """Lines of the serial log that name a module that does not fit the kernel."""
     return [f"boot log: {line.strip()[:200]}" for line in text.splitlines()
@@ -386,6 +417,11 @@ def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, us
             result.problems.extend(release_problems(
                 run(ssh_argv(port, key, "cat", "/etc/golden/release.json"), check=False, timeout=60).stdout,
                 artifact.parent / "release.json"))
+            if run(ssh_argv(port, key, "command", "-v", "cloud-init"), check=False, timeout=60).returncode == 0:
+                result.problems.extend(seed_problems(
+                    run(ssh_argv(port, key, "hostname"), check=False, timeout=60).stdout,
+                    run(ssh_argv(port, key, "cloud-init", "query", "userdata"), check=False, timeout=120).stdout,
+                    user_data, meta_data))
             # A clean poweroff when it comes in time; guest() kills QEMU otherwise.
             with contextlib.suppress(GoldenError, subprocess.TimeoutExpired):
                 run(ssh_argv(port, key, "systemctl", "poweroff"), check=False, timeout=30)

@@ -210,7 +210,7 @@ def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:
     """Boot the staged image under QEMU when the profile asks (``target.boot_test``).
 
     A failed boot raises (the build fails, nothing is swapped in or locked);
-    a passed one is recorded as ``boot_test: {status, guest_boot_s, wall_s}``.
+    a passed one is recorded in the build entry (``boot_test``, see BootResult.record).
     """
     if not plan.profile.target.boot_test:
         return {}
@@ -218,8 +218,7 @@ def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:
 
     result = boottest.boot_test(plan.profile.name, build_root=out_dir.parent, artifact=image)
     say(boottest.require_pass(result))
-    return {"boot_test": {"status": "passed", "guest_boot_s": result.boot_time_s,
-                          "wall_s": round(result.wall_s, 1)}}
+    return {"boot_test": result.record()}
 
 
 def image_size(path: Path) -> int:

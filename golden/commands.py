@@ -177,3 +177,24 @@ def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
         raise GoldenError(f"{len(report.failed)} check(s) failed; report in {_rel(report_path)}",
                           where="verify")
     return f"{report.summary()}; report in {_rel(report_path)}"
+
+
+def boot_test(name: str, *, build_root: Path = BUILD, lock_path: Path | None = None) -> str:
+    """Boot ``build/NAME``'s local artifact under QEMU and record the result, passed or
+    failed, in the images.lock build entry whose artifact it is (by sha256)."""
+    from golden import boottest, lockfile
+    from golden.build import sha256_file
+
+    lock_path = lock_path or lockfile.LOCK_PATH
+    result = boottest.boot_test(name, build_root=build_root)
+    artifact = build_root / name / "artifacts" / "rootfs.tar.zst"
+    digest = sha256_file(artifact)
+    build_id = next((str(b["id"]) for b in (lockfile.load(lock_path)["profiles"].get(name) or {}).get("builds", [])
+                     if ((b.get("artifacts") or {}).get("local") or {}).get("sha256") == digest), None)
+    if build_id is None:
+        say(f"{_rel(artifact)} is not a build in {_rel(lock_path)}: the result is not recorded")
+    else:
+        record = result.record()
+        lockfile.update(lambda lock: lockfile.record_boot_test(lock, name, build_id, record), lock_path)
+        say(f"boot test {record['status']}: recorded in {_rel(lock_path)} (build {build_id})")
+    return boottest.require_pass(result)

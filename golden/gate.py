@@ -70,6 +70,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     "branch-eol-unknown": (W, "the driver branch's end of life is not known"),
     "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
     "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
+    "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
+                                "must be enrolled (MOK) before the module loads (seed failure mode 5)"),
     "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
                          "(<= R580 suffixed, >= R590 pinning)"),
 }
@@ -325,6 +327,15 @@ def _source(c: _Ctx) -> Iterator[Finding]:
                        f"module (host-baseline seed, failure mode 4)")
 
 
+def _secure_boot(c: _Ctx) -> Iterator[Finding]:
+    if c.profile.target.secure_boot:
+        yield _finding("secure-boot-dkms-key",
+                       f"target.secure_boot: the {c.profile.driver.flavor.value} module is built by DKMS "
+                       f"on the image and signed with a key made there; Secure Boot loads it only once "
+                       f"that key is enrolled as a Machine Owner Key (host-baseline seed, failure mode 5). "
+                       f"Canonical's precompiled modules are signed already (nvidia-facts.md section 4e)")
+
+
 def _naming(c: _Ctx) -> Iterator[Finding]:
     want = expected_naming(c.branch.name)
     if c.branch.naming != want:
@@ -336,7 +347,7 @@ def _naming(c: _Ctx) -> Iterator[Finding]:
 
 
 _RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _module, _fabric_manager,
-                            _container, _lifecycle, _source)
+                            _container, _lifecycle, _source, _secure_boot)
 
 
 def check(profile: Profile, kb: KnowledgeBase, *,

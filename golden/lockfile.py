@@ -35,6 +35,15 @@ BUILD_KEYS = {"id", "time", "git_commit", "packer_version", "plugins", "target",
 
 Lock = dict[str, Any]
 
+#: A build's boot test, the same shape for a QEMU boot (local) and an EC2 instance (AWS):
+#: ``status`` is ``passed`` or ``failed``; the rest is what was measured where.
+BOOT_TEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (str,), "time": (str,), "where": (str,), "guest_boot_s": (int, float, type(None)),
+    "multi_user_s": (int, float, type(None)), "wall_s": (int, float), "checks": (int,), "failed": (int,),
+    "failures": (list,), "kernel": (str,), "instance_type": (str,), "region": (str,), "ami": (str,),
+}
+BOOT_TEST_STATUSES = ("passed", "failed")
+
 
 def empty() -> Lock:
     return {"lock_version": LOCK_VERSION, "profiles": {}}
@@ -84,6 +93,8 @@ def validate(data: Any, path: Path) -> Lock:
             if extra:
                 raise _fail(path, f"{where}.builds[{i}].{sorted(extra)[0]}",
                             f"unknown key; allowed: {', '.join(sorted(BUILD_KEYS))}")
+            if "boot_test" in b:
+                _validate_boot_test(b["boot_test"], path, f"{where}.builds[{i}].boot_test")
         channels = entry.get("channels", {})
         if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
             raise _fail(path, f"{where}.channels", "a mapping of channel name to build id")
@@ -92,6 +103,30 @@ def validate(data: Any, path: Path) -> Lock:
             raise _fail(path, f"{where}.resolved", "a mapping")
     data["profiles"] = profiles
     return data
+
+
+def _validate_boot_test(bt: Any, path: Path, where: str) -> None:
+    if not isinstance(bt, dict):
+        raise _fail(path, where, "a mapping with status (passed | failed) and what the boot measured")
+    if bt.get("status") not in BOOT_TEST_STATUSES:
+        raise _fail(path, f"{where}.status", f"one of {' | '.join(BOOT_TEST_STATUSES)}; got {bt.get('status')!r}")
+    for key, value in bt.items():
+        kinds = BOOT_TEST_FIELDS.get(key)
+        if kinds is None:
+            raise _fail(path, f"{where}.{key}", f"unknown key; allowed: {', '.join(sorted(BOOT_TEST_FIELDS))}")
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise _fail(path, f"{where}.{key}", f"a {names}; got {value!r}")
+
+
+def record_boot_test(lock: Lock, profile: str, build_id: str, result: dict[str, Any]) -> None:
+    """Put a boot test's result into the build entry it tested (raises if there is none)."""
+    for b in (lock["profiles"].get(profile) or {}).get("builds", []):
+        if b["id"] == build_id:
+            b["boot_test"] = result
+            return
+    raise GoldenError(f"no build {build_id} of {profile} to record the boot test in",
+                      where="images.lock", key=f"profiles.{profile}.builds")
 
 
 def load(path: Path = LOCK_PATH) -> Lock:

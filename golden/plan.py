@@ -182,6 +182,7 @@ class BuildPlan:
             "fabric_manager": {"enabled": bool(self.fabric_manager_packages),
                                "packages": [x.name for x in self.fabric_manager_packages]},
             "persistence": p.persistence,
+            "secure_boot": p.target.secure_boot,
         }
 
 

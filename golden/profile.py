@@ -122,6 +122,9 @@ class Target:
     ssm_parameter_prefix: str = "/golden"
     # local
     boot_test: bool = True
+    #: The image must boot with UEFI Secure Boot: the kernel module must be signed by a key
+    #: the kernel trusts (verification fails otherwise).
+    secure_boot: bool = False
 
 
 @dataclass(frozen=True)
@@ -342,10 +345,10 @@ def _target(r: _Reader) -> Target:
     assert t is not None
     kind = t.enum("kind", TargetKind)
     if kind is TargetKind.LOCAL:
-        t.only("kind", "boot_test")
-        return Target(kind=kind, boot_test=t.flag("boot_test", True))
+        t.only("kind", "boot_test", "secure_boot")
+        return Target(kind=kind, boot_test=t.flag("boot_test", True), secure_boot=t.flag("secure_boot", False))
     t.only("kind", "region", "build_instance_type", "source_image", "root_volume_gb", "ami_regions",
-           "share_with_accounts", "ssm_parameter_prefix")
+           "share_with_accounts", "ssm_parameter_prefix", "secure_boot")
     src = t.section("source_image", required=False)
     source_image = None
     if src is not None:
@@ -375,6 +378,7 @@ def _target(r: _Reader) -> Target:
         ami_regions=t.texts("ami_regions", REGION, "AWS regions such as us-west-2"),
         share_with_accounts=t.texts("share_with_accounts", ACCOUNT, "12-digit AWS account ids"),
         ssm_parameter_prefix=prefix,
+        secure_boot=t.flag("secure_boot", False),
     )
 
 

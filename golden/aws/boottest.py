@@ -78,16 +78,11 @@ def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
     ec2 = clients.Clients().ec2(region)
     with _instance(ec2, ami, instance_type, build_id) as (host, key):
         outcome = verify(profile, f"ssh://{SSH_USER}@{host}", key)
-    result = {"time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-              "instance_type": instance_type, "region": region, "ami": ami,
-              "passed": outcome.passed, "checks": outcome.checks, "failed": outcome.failed}
-
-    def record(lock: lockfile.Lock) -> None:
-        for b in lock["profiles"][profile]["builds"]:
-            if b["id"] == build_id:
-                b["boot_test"] = result
-
-    lockfile.update(record, lock_path)
+    result = {"status": "passed" if outcome.passed else "failed",
+              "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+              "where": f"ec2:{instance_type}", "instance_type": instance_type, "region": region, "ami": ami,
+              "checks": outcome.checks, "failed": outcome.failed}
+    lockfile.update(lambda lock: lockfile.record_boot_test(lock, profile, build_id, result), lock_path)
     line = (f"boot test of {profile} build {build_id} on {instance_type}: "
             f"{'passed' if outcome.passed else 'FAILED'} ({outcome.checks} checks, {outcome.failed} failed)")
     if not outcome.passed:

@@ -65,7 +65,7 @@ def test_boot_test_launches_the_newest_build_records_and_terminates(setup: dict[
     assert profile == "aws-boot" and host.startswith("ssh://ubuntu@") and mode == 0o600
     assert image == setup["new"], "the newest passed, unrevoked build"
     entry = lockfile.load(setup["lock"])["profiles"]["aws-boot"]["builds"][1]
-    assert entry["boot_test"]["passed"] is True and entry["boot_test"]["ami"] == setup["new"]
+    assert entry["boot_test"]["status"] == "passed" and entry["boot_test"]["ami"] == setup["new"]
     assert leftovers() == {"instances": [], "groups": [], "keys": []}
 
 
@@ -90,5 +90,5 @@ def test_failed_boot_test_is_recorded_and_raises(setup: dict[str, Any]) -> None:
     with pytest.raises(GoldenError, match="FAILED"):
         run(setup, verify)
     entry = lockfile.load(setup["lock"])["profiles"]["aws-boot"]["builds"][1]
-    assert entry["boot_test"]["passed"] is False and entry["boot_test"]["failed"] == 2
+    assert entry["boot_test"]["status"] == "failed" and entry["boot_test"]["failed"] == 2
     assert leftovers()["instances"] == []

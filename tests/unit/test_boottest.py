@@ -167,3 +167,70 @@ def test_sigterm_unwinds_like_ctrl_c() -> None:
             cleaned.append(True)
     assert cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_seed_problems(tmp_path: Path) -> None:
+    user_data, meta_data = tmp_path / "user-data", tmp_path / "meta-data"
+    user_data.write_text("#cloud-config\npackage_update: false\n")
+    meta_data.write_text('instance-id: "golden-p"\nlocal-hostname: "golden-p"\n')
+    assert boottest.seed_problems("golden-p\n", "#cloud-config\npackage_update: false\n", user_data,
+                                  meta_data) == []
+    assert boottest.seed_problems("debian\n", "", user_data, meta_data) == [
+        "cloud-init: hostname is 'debian', the seed's meta-data says 'golden-p'",
+        "cloud-init: the user-data it ran is not the seed's (cloud-init query userdata)"]
+
+
+def test_record_is_what_the_lock_accepts(tmp_path: Path) -> None:
+    from golden import lockfile
+
+    report = Report("p", "boot-nogpu", "ssh://x", (Check("a", "b", "b", True), Check("c", "d", "e", False)))
+    failed = BootResult(profile="p", log=tmp_path / "l", report_path=tmp_path / "r", report=report,
+                        kernel="6.1.0-50-cloud-amd64", boot_time_s=30.5, multi_user_s=20.1, wall_s=99.94)
+    record = failed.record()
+    assert record["status"] == "failed" and record["failures"] == ["c (expected d, actual e)"]
+    assert (record["checks"], record["failed"], record["wall_s"]) == (2, 1, 99.9)
+    assert record["where"] == "qemu-tcg" and record["kernel"] == "6.1.0-50-cloud-amd64"
+    lock = lockfile.empty()
+    lockfile.add_build(lock, "p", {"id": "b1", "boot_test": record}, inputs_sha256="x")
+    lockfile.validate(lock, tmp_path / "images.lock")
+    passed = BootResult(profile="p", log=tmp_path / "l", report_path=tmp_path / "r",
+                        report=Report("p", "boot-nogpu", "x", (Check("a", "b", "b", True),)))
+    assert passed.record()["status"] == "passed" and "failures" not in passed.record()
+
+
+def test_boot_test_command_records_in_the_artifacts_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The QEMU boot itself is tested in tests/integration; here, where its result goes."""
+    import hashlib
+
+    from golden import commands, lockfile
+
+    art = tmp_path / "build/p/artifacts/rootfs.tar.zst"
+    art.parent.mkdir(parents=True)
+    art.write_bytes(b"image")
+    lock_path = tmp_path / "images.lock"
+    digest = hashlib.sha256(b"image").hexdigest()
+    lock = lockfile.empty()
+    for build_id, sha in (("old", "0" * 64), ("new", digest)):
+        build = {"id": build_id, "status": "passed", "artifacts": {"local": {"sha256": sha}}}
+        lockfile.add_build(lock, "p", build, inputs_sha256="x")
+    lockfile.write_atomic(lock_path, lockfile.dump(lock))
+    checks = [Check("multi-user-target", "active", "active", True)]
+    monkeypatch.setattr(boottest, "boot_test", lambda name, build_root: BootResult(
+        profile=name, log=build_root / name / "boot.log", report_path=tmp_path / "r.json",
+        report=Report(name, "boot-nogpu", "x", tuple(checks)), boot_time_s=11.0))
+
+    assert "boot test passed" in commands.boot_test("p", build_root=tmp_path / "build", lock_path=lock_path)
+    builds = {b["id"]: b for b in lockfile.load(lock_path)["profiles"]["p"]["builds"]}
+    assert builds["new"]["boot_test"]["status"] == "passed" and "boot_test" not in builds["old"]
+
+    checks.append(Check("failed-units", "none", "golden-broken.service", False))
+    with pytest.raises(StepFailed, match=r"golden-broken\.service"):
+        commands.boot_test("p", build_root=tmp_path / "build", lock_path=lock_path)
+    builds = {b["id"]: b for b in lockfile.load(lock_path)["profiles"]["p"]["builds"]}
+    assert builds["new"]["boot_test"]["status"] == "failed"
+
+    art.write_bytes(b"another image")          # not a build in the lock: nothing is recorded
+    before = lock_path.read_bytes()
+    with pytest.raises(StepFailed):
+        commands.boot_test("p", build_root=tmp_path / "build", lock_path=lock_path)
+    assert lock_path.read_bytes() == before

@@ -45,8 +45,8 @@ def _loaded(name: str) -> Profile:
 
 
 def variant(*, driver: Mapping[str, Any] | None = None, container: Mapping[str, Any] | None = None,
-            **top: Any) -> Profile:
-    """The baseline with some fields changed; ``driver``/``container`` change those sections."""
+            target: Mapping[str, Any] | None = None, **top: Any) -> Profile:
+    """The baseline with some fields changed; ``driver``/``container``/``target`` change those sections."""
     p = _loaded("h100-r595")
     base = replace(
         p, gpu="h100-sxm", cuda_toolkit="13.2", fabric_manager=None,
@@ -55,7 +55,8 @@ def variant(*, driver: Mapping[str, Any] | None = None, container: Mapping[str, 
         container=replace(p.container, runtime=Runtime.DOCKER, toolkit="1.19.0"),
     )
     return replace(base, driver=replace(base.driver, **(driver or {})),
-                   container=replace(base.container, **(container or {})), **top)
+                   container=replace(base.container, **(container or {})),
+                   target=replace(base.target, **(target or {})), **top)
 
 
 def rules(findings: list[Finding]) -> set[str]:
@@ -185,6 +186,7 @@ CASES = [
          {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("R615", "13.4", "UNCONFIRMED")),
     Case("driver-from-distro", {"driver": {"source": DriverSource.DISTRO}}, {},
          ("R595", "failure mode 4")),
+    Case("secure-boot-dkms-key", {"target": {"secure_boot": True}}, {}, ("open module", "DKMS", "failure mode 5")),
     Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
          kb=with_naming("595", "suffixed")),
     Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},

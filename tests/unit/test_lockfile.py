@@ -34,6 +34,16 @@ def _write(path: Path, data: Any) -> None:
      "profiles.a.builds[0].colour"),
     ({"lock_version": 1, "profiles": {"a": {"channels": {"prod": 3}}}}, "profiles.a.channels"),
     ({"lock_version": 1, "profiles": {"a": {"resolved": []}}}, "profiles.a.resolved"),
+    ({"lock_version": 1, "profiles": {"a": {"builds": [{"id": "b", "boot_test": "passed"}]}}},
+     "profiles.a.builds[0].boot_test"),
+    ({"lock_version": 1, "profiles": {"a": {"builds": [{"id": "b", "boot_test": {"status": "ok"}}]}}},
+     "profiles.a.builds[0].boot_test.status"),
+    ({"lock_version": 1, "profiles": {"a": {"builds": [{"id": "b", "boot_test": {"status": "passed",
+                                                                                   "colour": 1}}]}}},
+     "profiles.a.builds[0].boot_test.colour"),
+    ({"lock_version": 1, "profiles": {"a": {"builds": [{"id": "b", "boot_test": {"status": "failed",
+                                                                                   "wall_s": "fast"}}]}}},
+     "profiles.a.builds[0].boot_test.wall_s"),
 ])
 def test_schema_errors_name_the_key(tmp_path: Path, data: Any, key: str) -> None:
     path = tmp_path / "images.lock"
@@ -131,3 +141,14 @@ def test_concurrent_writers_all_land(tmp_path: Path) -> None:
     for n in range(4):
         ids = [b["id"] for b in lock["profiles"][f"p{n}"]["builds"]]
         assert ids == [f"p{n}-{i}" for i in reversed(range(5))]
+
+
+def test_boot_test_is_recorded_in_its_build(tmp_path: Path) -> None:
+    path = tmp_path / "images.lock"
+    lockfile.update(lambda lock: lockfile.add_build(lock, "p", _build("b1"), inputs_sha256="x"), path)
+    result = {"status": "failed", "where": "qemu-tcg", "guest_boot_s": None, "wall_s": 90.5, "checks": 9,
+              "failed": 1, "failures": ["failed-units (expected none, actual x.service)"]}
+    lockfile.update(lambda lock: lockfile.record_boot_test(lock, "p", "b1", result), path)
+    assert lockfile.load(path)["profiles"]["p"]["builds"][0]["boot_test"] == result
+    with pytest.raises(GoldenError, match="no build b2 of p"):
+        lockfile.update(lambda lock: lockfile.record_boot_test(lock, "p", "b2", result), path)

@@ -186,4 +186,17 @@ def test_ssm_prefix_under_aws_is_refused(write_profile: WriteProfile, profiles_d
 def test_local_target_rejects_aws_keys(write_profile: WriteProfile, profiles_dir: Path) -> None:
     write_profile("l", minimal_profile(target={"kind": "local", "region": "us-east-1"}))
     # The base layer's amazon-ebs keys merge in; a local target must not carry them.
-    assert "unknown key; allowed keys here: kind, boot_test" in error_of("l", profiles_dir)
+    assert "unknown key; allowed keys here: kind, boot_test, secure_boot" in error_of("l", profiles_dir)
+
+
+def test_secure_boot_is_a_flag_of_every_target(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    assert load_profile(write_profile("off", minimal_profile()), root=profiles_dir).target.secure_boot is False
+    write_profile("on", minimal_profile(target={"secure_boot": True}))
+    on = load_profile("on", root=profiles_dir)
+    assert on.target.secure_boot is True
+    from golden.kb import load
+    from golden.plan import make_plan
+
+    assert make_plan(on, load()).expectations()["secure_boot"] is True
+    write_profile("bad", minimal_profile(target={"secure_boot": "yes"}))
+    assert error_of("bad", profiles_dir).startswith("profiles/bad.yaml: target.secure_boot: ")
