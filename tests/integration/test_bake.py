@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,66 +18,16 @@ import pytest
 import yaml
 
 from golden import ROOT, lockfile
-from golden.build import build
 from golden.errors import GoldenError
-from tests.conftest import IN_CI, require_tool
 from tests.fakerepo import FakeDriver, FakeToolkit, RepoServer, SigningKey, build_repo, signing_key
+from tests.integration.workspace import R535, Baked, Workspace, assert_nothing_left, need_root_and_bake_tools
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
 def _needs_root_and_tools() -> None:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("local bakes need root in CI")
-        pytest.skip("local bakes need root")
-    for tool in ("packer", "mmdebstrap", "unshare", "ssh", "zstd"):
-        require_tool(tool)
-
-
-class Workspace:
-    """A profiles/ copy, a build root and an images.lock with an earlier build in it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.profiles = tmp / "profiles"
-        shutil.copytree(ROOT / "profiles", self.profiles)
-        self.build_root = tmp / "build"
-        self.lock = tmp / "images.lock"
-        earlier = {"id": "00000000-0000-4000-8000-000000000000", "status": "passed", "target": "local"}
-        lockfile.update(lambda lock: lockfile.add_build(lock, "earlier", earlier, inputs_sha256="x"), self.lock)
-
-    def plant_earlier_artifacts(self, name: str) -> Path:
-        art = self.build_root / name / "artifacts"
-        art.mkdir(parents=True)
-        (art / "rootfs.tar.zst").write_bytes(b"an earlier image")
-        return art
-
-    def snapshot(self, name: str) -> tuple[bytes, dict[str, bytes]]:
-        art = self.build_root / name / "artifacts"
-        files = {str(p.relative_to(art)): p.read_bytes() for p in art.rglob("*") if p.is_file()}
-        return self.lock.read_bytes(), files
-
-    def write_profile(self, name: str, data: dict[str, object]) -> None:
-        (self.profiles / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-
-    def bake(self, name: str, **kwargs: object) -> str:
-        return build(name, None, lock_path=self.lock, build_root=self.build_root,
-                     profiles_dir=self.profiles, **kwargs)  # type: ignore[arg-type]
-
-
-def assert_nothing_left(ws: Workspace) -> None:
-    """No mount, no sshd and no working copy outlive a build."""
-    mounts = Path("/proc/mounts").read_text()
-    assert str(ws.build_root) not in mounts
-    work = ws.build_root / ".work"
-    assert not work.exists() or not any(work.iterdir())
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        assert str(ws.build_root) not in cmdline, f"left running: {cmdline}"
+    need_root_and_bake_tools()
 
 
 @pytest.fixture
@@ -94,16 +43,20 @@ def sha256(path: Path) -> str:
 
 # -- Debian's own driver, for real -------------------------------------------
 
-def test_local_debian12_r535_bakes_and_verifies(ws: Workspace) -> None:
-    summary = ws.bake("local-debian12-r535")
-    assert "verification passed" in summary
-    art = ws.build_root / "local-debian12-r535" / "artifacts"
-    image = art / "rootfs.tar.zst"
+MODULE = "nvidia-current-open"
+
+
+def test_local_debian12_r535_bakes_and_verifies(r535_bake: Baked) -> None:
+    ws = r535_bake.ws
+    assert "verification passed" in r535_bake.summary
+    art = r535_bake.artifact.parent
+    image = r535_bake.artifact
     assert (art / "rootfs.tar.zst.sha256").read_text().split()[0] == sha256(image)
     sbom = json.loads((art / "sbom.cdx.json").read_text())
     names = {c["name"]: c["version"] for c in sbom["components"]}
     assert names["nvidia-open-kernel-dkms"].startswith("535.261.03-")
-    entry = lockfile.load(ws.lock)["profiles"]["local-debian12-r535"]
+    assert "cloud-init" in names          # it boots like a cloud image
+    entry = lockfile.load(ws.lock)["profiles"][R535]
     build_entry = entry["builds"][0]
     assert build_entry["status"] == "passed" and build_entry["verification"]["passed"] is True
     assert build_entry["verification"]["failed"] == 0 and build_entry["verification"]["checks"] > 20
@@ -117,6 +70,24 @@ def test_local_debian12_r535_bakes_and_verifies(ws: Workspace) -> None:
     report = json.loads((art / "verify-report.json").read_text())
     assert report["passed"] is True
     assert "earlier" in lockfile.load(ws.lock)["profiles"]      # the other entry is kept
+
+
+def test_the_bake_booted_the_image_and_the_module_fits_its_kernel(r535_bake: Baked) -> None:
+    """local-debian12-r535 has target.boot_test: the bake booted the image under QEMU."""
+    boot = lockfile.load(r535_bake.ws.lock)["profiles"][R535]["builds"][0]["boot_test"]
+    assert boot["status"] == "passed" and boot["where"].startswith("qemu-")
+    assert boot["kernel"] == "6.1.0-50-cloud-amd64" and boot["guest_boot_s"] > 0 and boot["failed"] == 0
+    checks = {c["name"]: c for c in json.loads((r535_bake.out / "verify-report-boot.json").read_text())["checks"]}
+    assert checks["multi-user-target"]["passed"]
+    module = checks[f"modprobe[{MODULE}]"]
+    assert (module["actual"], module["passed"]) == ("no-device", True), module
+    assert "No NVIDIA GPU found" in module["detail"] or "No such device" in module["detail"]
+    assert checks["gpu-check-status"]["actual"] == "no-gpu"
+    # Reported either way; only target.secure_boot makes an untrusted signature an error.
+    assert checks[f"module-signature[{MODULE}]"]["actual"].startswith(("unsigned", "signed by"))
+    assert checks["cloud-init"]["passed"] and checks["cloud-init"]["actual"] == "done"
+    assert "nvidia-persistenced.service" in checks["failed-units"]["detail"]   # expected without a GPU
+    assert (r535_bake.out / "boot.log").is_file()
 
 
 def test_module_that_does_not_build_fails_naming_kernel_and_module(ws: Workspace) -> None:
