@@ -21,10 +21,11 @@ CACHE = ROOT / "build" / ".cache" / "rootfs"
 
 #: What a base needs so the provisioning scripts and the SSH verification can run, and what a
 #: Debian cloud image boots with (cloud-init; ifupdown with a DHCP client, which cloud-init
-#: configures from its datasource), so the boot test exercises a real first boot.
+#: configures from its datasource; e2fsprogs, whose resize2fs cloud-init runs to grow the
+#: root filesystem), so the boot test exercises a real first boot.
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "ca-certificates", "curl", "gnupg",
                  "kmod", "initramfs-tools", "apt-utils", "procps", "iproute2", "sudo", "python3-minimal",
-                 "cloud-init", "ifupdown", "isc-dhcp-client")
+                 "cloud-init", "ifupdown", "isc-dhcp-client", "e2fsprogs")
 
 
 def base_spec(plan: BuildPlan) -> dict[str, object]:

@@ -515,7 +515,7 @@ def test_cloud_init_content(tmp_path: Path, scripts: Path) -> None:
     assert "mask --runtime --now" in command
     first = yaml.safe_load((out / "cloud-init/first-boot.cfg").read_text())
     assert first == {"package_update": False, "package_upgrade": False,
-                     "package_reboot_if_required": False}
+                     "package_reboot_if_required": False, "locale": "C.UTF-8"}
     meta = yaml.safe_load((out / "cloud-init/meta-data").read_text())
     assert meta == {"instance-id": "golden-h100-r595", "local-hostname": "golden-h100-r595"}
 
