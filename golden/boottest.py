@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -106,8 +107,10 @@ class BootResult:
 
     def summary(self) -> str:
         boot = f"{self.boot_time_s:.1f}s" if self.boot_time_s is not None else "unknown"
+        phases = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.phases.items())
         return (f"boot test {'passed' if self.passed else 'failed'} for {self.profile} "
-                f"(kernel {self.kernel or 'unknown'}, guest boot {boot}, wall {self.wall_s:.0f}s)\n"
+                f"(kernel {self.kernel or 'unknown'}, guest boot {boot}, wall {self.wall_s:.0f}s"
+                f"{': ' + phases if phases else ''})\n"
                 f"  boot log {self.log}\n  report   {self.report_path}")
 
 
@@ -210,11 +213,33 @@ def qemu_argv(kernel: Kernel, disk: Path, seed: Path, port: int, *, accel: str =
             "-device", "virtio-net-pci,netdev=net0"]
 
 
-def ssh_argv(port: int, key: Path, *command: str) -> list[str]:
-    """ssh to the guest as root; its host keys are new every boot."""
-    return ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-            "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "root@127.0.0.1", *command]
+@dataclass(frozen=True)
+class GuestShell:
+    """Commands in the guest as root over SSH, sharing one connection.
+
+    Its host keys are new every boot, so they are not checked (it listens on
+    127.0.0.1 only). An SSH handshake costs seconds of emulated CPU under TCG, so
+    every command after the first rides the first one's connection (``control``).
+    """
+
+    port: int
+    key: Path
+    control: Path
+
+    def argv(self, *command: str) -> list[str]:
+        return ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self.control}", "-o", "ControlPersist=60", "root@127.0.0.1", *command]
+
+    def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return run(self.argv(*command), check=False, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the shared connection (it would linger for ControlPersist otherwise)."""
+        with contextlib.suppress(GoldenError, subprocess.TimeoutExpired):
+            run(["ssh", "-o", f"ControlPath={self.control}", "-p", str(self.port), "-O", "exit",
+                 "root@127.0.0.1"], check=False, timeout=30)
 
 
 def _seconds(text: str) -> float:
@@ -297,7 +322,7 @@ def _log_tail(log: Path, n: int = 3) -> str:
     return ""
 
 
-def wait_for_ssh(port: int, key: Path, proc: subprocess.Popen[str], log: Path,
+def wait_for_ssh(shell: GuestShell, proc: subprocess.Popen[str], log: Path,
                  timeout: float = SSH_TIMEOUT_S) -> None:
     """Until root can run a command over SSH; fails early when QEMU exits."""
     deadline = time.monotonic() + timeout
@@ -305,13 +330,12 @@ def wait_for_ssh(port: int, key: Path, proc: subprocess.Popen[str], log: Path,
         if proc.poll() is not None:
             raise StepFailed(f"the guest stopped before sshd answered (QEMU exit {proc.returncode}): "
                              f"{_log_tail(log)}", where=str(log))
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", shell.port), timeout=2) as s:
             s.settimeout(5)
-            if s.recv(4).startswith(b"SSH-") and run(ssh_argv(port, key, "true"), check=False,
-                                                      timeout=30).returncode == 0:
+            if s.recv(4).startswith(b"SSH-") and shell.run("true", timeout=30).returncode == 0:
                 return
         time.sleep(2)
-    raise StepFailed(f"sshd in the guest did not answer on 127.0.0.1:{port} within {timeout:.0f}s",
+    raise StepFailed(f"sshd in the guest did not answer on 127.0.0.1:{shell.port} within {timeout:.0f}s",
                      where=str(log))
 
 
@@ -372,6 +396,7 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
 def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, user_data: Path,
           meta_data: Path, plant: Plant | None, ssh_timeout: float) -> None:
     log, report_path, started = result.log, result.report_path, time.monotonic()
+    stack = contextlib.ExitStack()
     try:
         tree, key = work / "rootfs", work / "id_ed25519"
         tree.mkdir(parents=True)
@@ -396,37 +421,36 @@ def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, us
             make_seed(user_data, meta_data, work / "seed.img")
         result.phases["disk"] = time.monotonic() - mark
         mark = time.monotonic()
-        port = _free_port()
+        # A short socket path: unix sockets allow about 100 bytes, build roots can be deep.
+        control = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="golden-ssh-"))) / "%C"
+        shell = GuestShell(_free_port(), key, control)
         with (step(f"Booting {kernel.version} under QEMU ({qemu_accel()}), console in {log}"),
-              guest(boot_files, work / "disk.raw", work / "seed.img", log, port) as proc):
-            wait_for_ssh(port, key, proc, log, timeout=ssh_timeout)
-            say(f"sshd in the guest on 127.0.0.1:{port}")
+              guest(boot_files, work / "disk.raw", work / "seed.img", log, shell.port) as proc):
+            stack.callback(shell.close)
+            wait_for_ssh(shell, proc, log, timeout=ssh_timeout)
+            say(f"sshd in the guest on 127.0.0.1:{shell.port} after {time.monotonic() - mark:.0f}s")
             # Wait for the boot to finish (bounded) so systemd-analyze has its total.
-            run(ssh_argv(port, key, "timeout", "300", "systemctl", "is-system-running", "--wait"),
-                check=False, timeout=330)
-            analyze = run(ssh_argv(port, key, "systemd-analyze"), check=False, timeout=60)
-            result.boot_time_s = parse_boot_time(analyze.stdout)
-            chain = run(ssh_argv(port, key, "systemd-analyze", "critical-chain", "multi-user.target"),
-                        check=False, timeout=60)
-            result.multi_user_s = parse_multi_user(chain.stdout)
-            result.phases["boot to SSH and boot end"] = time.monotonic() - mark
+            shell.run("timeout", "300", "systemctl", "is-system-running", "--wait", timeout=330)
+            result.boot_time_s = parse_boot_time(shell.run("systemd-analyze").stdout)
+            result.multi_user_s = parse_multi_user(
+                shell.run("systemd-analyze", "critical-chain", "multi-user.target").stdout)
+            result.phases["boot"] = time.monotonic() - mark
             mark = time.monotonic()
-            result.report = run_verify(expectations, f"ssh://root@127.0.0.1:{port}", "boot-nogpu",
+            result.report = run_verify(expectations, f"ssh://root@127.0.0.1:{shell.port}", "boot-nogpu",
                                        report_path, ssh_key=key)
             result.phases["verify"] = time.monotonic() - mark
-            result.problems.extend(release_problems(
-                run(ssh_argv(port, key, "cat", "/etc/golden/release.json"), check=False, timeout=60).stdout,
-                artifact.parent / "release.json"))
-            if run(ssh_argv(port, key, "command", "-v", "cloud-init"), check=False, timeout=60).returncode == 0:
-                result.problems.extend(seed_problems(
-                    run(ssh_argv(port, key, "hostname"), check=False, timeout=60).stdout,
-                    run(ssh_argv(port, key, "cloud-init", "query", "userdata"), check=False, timeout=120).stdout,
-                    user_data, meta_data))
+            result.problems.extend(release_problems(shell.run("cat", "/etc/golden/release.json").stdout,
+                                                    artifact.parent / "release.json"))
+            if shell.run("command", "-v", "cloud-init").returncode == 0:
+                result.problems.extend(seed_problems(shell.run("hostname").stdout,
+                                                     shell.run("cloud-init", "query", "userdata", timeout=120).stdout,
+                                                     user_data, meta_data))
             # A clean poweroff when it comes in time; guest() kills QEMU otherwise.
             with contextlib.suppress(GoldenError, subprocess.TimeoutExpired):
-                run(ssh_argv(port, key, "systemctl", "poweroff"), check=False, timeout=30)
+                shell.run("systemctl", "poweroff", timeout=30)
                 proc.wait(timeout=60)
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
         result.wall_s = time.monotonic() - started
 

@@ -234,3 +234,13 @@ def test_boot_test_command_records_in_the_artifacts_build(tmp_path: Path, monkey
     with pytest.raises(StepFailed):
         commands.boot_test("p", build_root=tmp_path / "build", lock_path=lock_path)
     assert lock_path.read_bytes() == before
+
+
+def test_guest_shell_shares_one_connection_to_loopback(tmp_path: Path) -> None:
+    shell = boottest.GuestShell(40022, tmp_path / "id", tmp_path / "%C")
+    argv = shell.argv("systemd-analyze")
+    assert argv[0] == "ssh" and argv[-2:] == ["root@127.0.0.1", "systemd-analyze"]
+    assert argv[argv.index("-p") + 1] == "40022" and argv[argv.index("-i") + 1] == str(tmp_path / "id")
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert {"ControlMaster=auto", f"ControlPath={tmp_path}/%C", "StrictHostKeyChecking=no",
+            "BatchMode=yes"} <= set(options)
