@@ -182,8 +182,8 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
                 "golden_python": sys.executable, "reboot_pause": "0s",
             }
             with step("Baking with packer (null source over SSH)"):
-                packer.build(out_dir, only="null.local", variables=variables,
-                             log_path=out_dir / "packer.log", on_event=_progress)
+                result = packer.build(out_dir, only="null.local", variables=variables,
+                                      log_path=out_dir / "packer.log", on_event=_progress)
             with step("Exporting the root filesystem"):
                 image = staging / "rootfs.tar.zst"
                 local.export(s.rootfs, image)
@@ -203,7 +203,7 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
     final = out_dir / "artifacts" / "rootfs.tar.zst"
     local_artifact = {"path": _rel(final), "sha256": digest, "size": image_size(final)}
     return build_entry(build_id, "local", report, release, artifacts={"local": local_artifact},
-                       sbom_sha256=sbom_sha, **boot)
+                       sbom_sha256=sbom_sha, packer_run_uuid=result.run_uuid or "", **boot)
 
 
 def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:

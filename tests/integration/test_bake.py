@@ -62,6 +62,8 @@ def test_local_debian12_r535_bakes_and_verifies(r535_bake: Baked) -> None:
     assert build_entry["verification"]["failed"] == 0 and build_entry["verification"]["checks"] > 20
     assert build_entry["artifacts"]["local"]["sha256"] == sha256(image)
     assert build_entry["sbom_sha256"] == sha256(art / "sbom.cdx.json")
+    manifest = json.loads((r535_bake.out / "manifest.json").read_text())
+    assert build_entry["packer_run_uuid"] == manifest["last_run_uuid"]
     # Every package built from the driver agrees on one version (the 535.309.01 trap).
     installed = build_entry["installed"]
     assert installed["nvidia-smi"].startswith("535.261.03-")
