@@ -97,7 +97,7 @@ class BootResult:
         out: dict[str, Any] = {
             "status": "passed" if self.passed else "failed",
             "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "where": f"qemu-{qemu_accel()}", "kernel": self.kernel,
+            "where": f"qemu-{qemu_accel().split(',')[0]}", "kernel": self.kernel,
             "guest_boot_s": self.boot_time_s, "multi_user_s": self.multi_user_s,
             "wall_s": round(self.wall_s, 1), "checks": counts["passed"] + counts["failed"],
             "failed": counts["failed"]}
@@ -111,7 +111,23 @@ class BootResult:
         return (f"boot test {'passed' if self.passed else 'failed'} for {self.profile} "
                 f"(kernel {self.kernel or 'unknown'}, guest boot {boot}, wall {self.wall_s:.0f}s"
                 f"{': ' + phases if phases else ''})\n"
-                f"  boot log {self.log}\n  report   {self.report_path}")
+                + "".join(f"  {line}\n" for line in self.module_lines())
+                + f"  boot log {self.log}\n  report   {self.report_path}")
+
+    def module_lines(self) -> list[str]:
+        """What the module did in the guest, in words (from the modprobe and signature checks)."""
+        lines = []
+        for check in self.report.checks if self.report else ():
+            module = check.name.partition("[")[2].rstrip("]")
+            if check.name.startswith("modprobe["):
+                lines.append({
+                    "no-device": f"module {module}: ABI-compatible with {self.kernel or 'the kernel'} "
+                                 "(loads up to \"No NVIDIA GPU found\")",
+                    "loaded": f"module {module}: loaded",
+                }.get(check.actual, f"module {module}: {check.actual}"))
+            elif check.name.startswith("module-signature["):
+                lines.append(f"module {module}: {check.actual}")
+        return lines
 
 
 def find_kernel(tree: Path) -> Kernel:

@@ -106,6 +106,14 @@ def test_require_pass_names_failures_and_log(tmp_path: Path) -> None:
                     report=Report("p", "boot-nogpu", "x", (Check("a", "b", "b", True),)), boot_time_s=12.0)
     assert "boot test passed" in boottest.require_pass(ok)
     assert "guest boot 12.0s" in ok.summary()
+    ok.kernel = "6.1.0-50-cloud-amd64"
+    ok.report = Report("p", "boot-nogpu", "x", (
+        Check("modprobe[nvidia-current-open]", "no-device (or loaded)", "no-device", True),
+        Check("module-signature[nvidia-current-open]", "reported", "signed by DKMS module signing key", True)))
+    assert ok.module_lines() == [
+        'module nvidia-current-open: ABI-compatible with 6.1.0-50-cloud-amd64 (loads up to "No NVIDIA GPU found")',
+        "module nvidia-current-open: signed by DKMS module signing key"]
+    assert ok.module_lines()[0] in ok.summary()
 
 
 def test_no_report_is_not_a_pass(tmp_path: Path) -> None:
