@@ -52,6 +52,7 @@ def main() -> int:
             print(f"run {i + 1}: {'passed' if r.passed else 'FAILED'}  wall {r.wall_s:.1f}s ({stages})")
             print(f"  guest: systemd-analyze total {r.boot_time_s}s, "
                   f"multi-user.target after {r.multi_user_s}s in userspace")
+            print("  slowest units: " + "; ".join(r.slowest))
             if r.boot_time_s:
                 print(f"  ratio wall / guest boot {r.wall_s / r.boot_time_s:.2f}")
             if not r.passed:

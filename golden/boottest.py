@@ -79,6 +79,8 @@ class BootResult:
     wall_s: float = 0.0
     #: Wall seconds per stage (unpack, disk, boot to SSH, verify), for bench/boot.py.
     phases: dict[str, float] = field(default_factory=dict)
+    #: The slowest units of the guest's boot (``systemd-analyze blame``), for bench/boot.py.
+    slowest: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -450,6 +452,8 @@ def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, us
             result.boot_time_s = parse_boot_time(shell.run("systemd-analyze").stdout)
             result.multi_user_s = parse_multi_user(
                 shell.run("systemd-analyze", "critical-chain", "multi-user.target").stdout)
+            result.slowest = [" ".join(line.split()) for line in
+                              shell.run("systemd-analyze", "blame", "--no-pager").stdout.splitlines()[:8]]
             result.phases["boot"] = time.monotonic() - mark
             mark = time.monotonic()
             result.report = run_verify(expectations, f"ssh://root@127.0.0.1:{shell.port}", "boot-nogpu",
