@@ -41,12 +41,13 @@ def test_no_failed_units(shell: Shell, record: Record) -> None:
 def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell,
                                            record: Record) -> None:
     module = expect["driver"]["module"]
+    name = _kernel_name(shell, module)
     out = shell.run("modprobe", module)
     # modprobe only says "Exec format error"/"Invalid argument"; the kernel log names the cause
     # ("disagrees about version of symbol", "Unknown symbol").
     kernel_log = _kernel_log(shell)
     said = out.stderr + "\n" + "\n".join(line for line in kernel_log.splitlines()
-                                         if _about_module(line, module))
+                                         if _about_module(line, module, name))
     found = probes.classify_modprobe(said)
     verdict = found if not out.ok or found == "bad-module" else "loaded"
     assert record(f"modprobe[{module}]", "no-device (or loaded)", verdict,
@@ -57,10 +58,11 @@ def test_module_signature(expect: dict[str, Any], shell: Shell, record: Record) 
     """Signed or not is reported; unsigned is an error only when the profile wants Secure Boot."""
     module = expect["driver"]["module"]
     signer = shell.run("modinfo", "-F", "signer", module).stdout.strip()
-    # The kernel logs this when the signature is missing or its key is not trusted (a DKMS
-    # key that was never enrolled): Secure Boot would refuse the module either way.
-    refused = any(UNSIGNED_LOG in line and _about_module(line, module)
-                  for line in _kernel_log(shell).splitlines())
+    # The kernel logs "<name>: module verification failed: ..." when the signature is missing
+    # or its key is not trusted (a DKMS key that was never enrolled): Secure Boot would refuse
+    # the module either way. <name> is the module's own name (nvidia), not its file's.
+    prefix = f"{_kernel_name(shell, module)}: {UNSIGNED_LOG}"
+    refused = any(prefix in line for line in _kernel_log(shell).splitlines())
     state = f"signed by {signer}" if signer else "unsigned"
     if refused:
         state += " (kernel: module verification failed)"
@@ -99,6 +101,13 @@ def _kernel_log(shell: Shell) -> str:
     return out.stdout if out.ok else shell.run("journalctl", "-k", "-b", "--no-pager", "-q").stdout
 
 
-def _about_module(line: str, module: str) -> bool:
-    """Kernel lines about ``module`` (the kernel writes its name with ``_``) or any NVIDIA line."""
-    return module.replace("-", "_") in line or module in line or "NVRM" in line
+def _kernel_name(shell: Shell, module: str) -> str:
+    """The name the kernel logs a module by (``nvidia`` for Debian's ``nvidia-current-open.ko``)."""
+    name = shell.run("modinfo", "-F", "name", module).stdout.strip()
+    return name or module.replace("-", "_")
+
+
+def _about_module(line: str, module: str, name: str) -> bool:
+    """Kernel lines about ``module`` (by its file or its own name) or any NVIDIA line."""
+    return (f"{name}:" in line or module.replace("-", "_") in line or module in line
+            or "NVRM" in line)
