@@ -54,6 +54,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     "driver-version-outside-branch": (E, "driver.version does not belong to driver.branch"),
     "gpu-needs-newer-driver": (E, "the GPU needs a newer driver than the branch or pin gives"),
     "gpu-needs-newer-cuda": (E, "the toolkit predates the GPU: it cannot build code for it"),
+    "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
+                         "(Grace superchips are arm64)"),
     "arch-branch-dropped": (E, "the branch is past the last branch of the GPU's architecture"),
     "arch-cuda-dropped": (E, "the toolkit's major dropped the GPU's architecture"),
     "open-module-required": (E, "proprietary kernel module on a GPU that requires the open one"),
@@ -227,6 +229,14 @@ def _gpu(c: _Ctx) -> Iterator[Finding]:
                        f"toolkit for them is CUDA {last_major}.x {arch.cite}")
 
 
+def _host_arch(c: _Ctx) -> Iterator[Finding]:
+    wanted, arch = c.gpu.host_arch, c.profile.arch.value
+    if wanted and arch not in wanted:
+        yield _finding("gpu-host-arch",
+                       f"{c.gpu.name} comes only in {' or '.join(wanted)} hosts; the profile builds "
+                       f"for arch {arch}: set arch: {wanted[0]} {c.gpu.cite}")
+
+
 def _module(c: _Ctx) -> Iterator[Finding]:
     flavor, arch, gpu, branch = c.profile.driver.flavor, c.arch, c.gpu, c.branch
     if flavor is Flavor.PROPRIETARY:
@@ -346,7 +356,7 @@ def _naming(c: _Ctx) -> Iterator[Finding]:
                        f"expected {want!r} [DIG]")
 
 
-_RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _module, _fabric_manager,
+_RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _host_arch, _module, _fabric_manager,
                             _container, _lifecycle, _source, _secure_boot)
 
 

@@ -85,6 +85,8 @@ class Gpu(Fact):
     min_cuda: str | None = None
     min_driver_note: str | None = None
     note: str | None = None
+    #: CPU architectures of the hosts this GPU comes in; empty: any.
+    host_arch: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
                 min_driver=v.get("min_driver"), nvswitch=bool(v.get("nvswitch", False)),
                 aws=tuple(v.get("aws", [])), extras=tuple(v.get("extras", [])),
                 min_cuda=v.get("min_cuda"), min_driver_note=v.get("min_driver_note"),
-                note=v.get("note"), **_fact(v),
+                note=v.get("note"), host_arch=tuple(v.get("host_arch", [])), **_fact(v),
             )
             for k, v in gpus_raw["gpus"].items()
         },

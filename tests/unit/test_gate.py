@@ -26,6 +26,7 @@ from golden.gate import (
 )
 from golden.kb import Architecture, KnowledgeBase, load
 from golden.profile import (
+    Arch,
     DriverSource,
     Flavor,
     Profile,
@@ -186,6 +187,8 @@ CASES = [
          {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("R615", "13.4", "UNCONFIRMED")),
     Case("driver-from-distro", {"driver": {"source": DriverSource.DISTRO}}, {},
          ("R595", "failure mode 4")),
+    Case("gpu-host-arch", {**B200, "gpu": "gb200"}, {**B200, "gpu": "gb200", "arch": Arch.ARM64},
+         ("GB200 Grace Blackwell", "arm64", "amd64")),
     Case("secure-boot-dkms-key", {"target": {"secure_boot": True}}, {}, ("open module", "DKMS", "failure mode 5")),
     Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
          kb=with_naming("595", "suffixed")),
