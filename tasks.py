@@ -7,6 +7,7 @@ Every user error leaves as one line, `error: <file>: <key>: <what is allowed>`.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -16,12 +17,34 @@ from typing import Any, TypeVar
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 from golden import commands
 from golden.errors import GoldenError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _required(fn: Callable[..., Any]) -> list[str]:
+    """The task's arguments that have no default (the context aside)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    return [p.name for p in params if p.default is inspect.Parameter.empty]
+
+
+def task(**kwargs: Any) -> Callable[[Callable[..., Any]], Task[Any]]:
+    """invoke's ``@task(...)`` with every argument a flag (``--profile X``, never positional),
+    so ``TASK --help`` shows the help instead of being taken as a profile named ``--help``.
+    Arguments without a default say ``(required)`` in the help; ``_cli`` enforces it."""
+
+    def decorate(fn: Callable[..., Any]) -> Task[Any]:
+        helps = dict(kwargs.pop("help", None) or {})
+        for name in _required(fn):
+            helps[name] = (helps.get(name, "") + " (required)").strip()
+        made: Task[Any] = invoke_task(positional=[], help=helps, **kwargs)(fn)
+        return made
+
+    return decorate
 
 
 def _cli(fn: F) -> F:
@@ -31,6 +54,10 @@ def _cli(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         logging.basicConfig(level=logging.DEBUG if os.environ.get("GOLDEN_DEBUG") else logging.WARNING)
         try:
+            missing = [name for name in _required(fn) if kwargs.get(name) is None]
+            if missing:
+                flag = "--" + missing[0].replace("_", "-")
+                raise GoldenError("required (see the task's --help)", key=flag)
             out = fn(*args, **kwargs)
         except GoldenError as exc:
             sys.stdout.flush()
@@ -43,7 +70,7 @@ def _cli(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@task
+@task()
 @_cli
 def profiles(c: Context) -> str:
     """List profiles: GPU, driver branch, CUDA, container toolkit, runtime, OS, target."""
@@ -180,8 +207,10 @@ def revoke_(c: Context, profile: str, build: str, reason: str) -> str:
 @task(name="boot-test", help={"profile": "profile name (its local artifact in build/NAME/artifacts/)"})
 @_cli
 def boot_test_(c: Context, profile: str) -> str:
-    """Boot the local artifact under QEMU (no GPU), run the boot-nogpu checks over SSH and
-    record the result in the artifact's build entry of images.lock."""
+    """Boot the local artifact under QEMU (no GPU) and check it from inside; record in images.lock.
+
+    Runs the boot-nogpu checks over SSH and records the result in the build
+    entry of images.lock whose artifact was booted."""
     return commands.boot_test(profile)
 
 

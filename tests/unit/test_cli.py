@@ -19,6 +19,9 @@ INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
         (["check", "--profile", "nope"], "error: profiles/nope.yaml: no such profile"),
         (["matrix", "--cuda", "12.7"], "error: --cuda: CUDA 12.7 was never released"),
         (["build", "--profile", "h100-r595", "--target", "gce", "--dry-run"], "error: --target: one of"),
+        (["build"], "error: --profile: required"),
+        (["promote", "--profile", "h100-r595"], "error: --channel: required"),
+        (["boot-test"], "error: --profile: required"),
     ],
 )
 def test_bad_input_is_one_line_and_no_traceback(args: list[str], line: str) -> None:
@@ -33,3 +36,11 @@ def test_check_all_passes_on_the_shipped_profiles() -> None:
     proc = run([*INVOKE, "check", "--all"], check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "h100-r595: ok" in proc.stdout and "local-debian12-r535: ok (2 warnings)" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["build", "boot-test", "verify", "promote"])
+def test_task_help_is_help_not_a_profile_named_help(name: str) -> None:
+    proc = run([*INVOKE, name, "--help"], check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name}")
+    assert "--profile=STRING" in proc.stdout and "(required)" in proc.stdout
