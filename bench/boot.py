@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from golden import ROOT, boottest
+from golden.targets.local import artifact_path
 
 #: The aim for the whole boot test on a 2-core build machine (issue: QEMU boot test).
 TARGET_S = 120.0
@@ -34,7 +35,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     src = ROOT / "build" / args.profile
-    artifact = src / "artifacts" / "rootfs.tar.zst"
+    artifact = artifact_path(src)
     if not artifact.is_file():
         print(f"no artifact at {artifact}: bake it first (invoke build --profile {args.profile})",
               file=sys.stderr)

@@ -39,6 +39,7 @@ import yaml
 
 from golden.errors import GoldenError, StepFailed
 from golden.run import run, spawn, stop
+from golden.targets.local import artifact_path
 from golden.ui import say, step
 from golden.verify import Report, run_verify
 
@@ -54,6 +55,12 @@ DISK_SLACK_BYTES = 768 << 20
 #: Lines in the serial log that always mean the module does not fit the kernel.
 BAD_MODULE_LOG = ("Invalid module format", "Unknown symbol", "disagrees about version",
                   "version magic")
+
+
+def qemu_accel() -> str:
+    """``tcg`` unless ``GOLDEN_QEMU_ACCEL`` says otherwise: KVM on these build machines fails
+    (MSR errors, or a guest that hangs once the kernel is decompressed); TCG works everywhere."""
+    return os.environ.get("GOLDEN_QEMU_ACCEL", "tcg")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class BootResult:
     log: Path
     report_path: Path
     kernel: str = ""
+    #: QEMU's accelerator for this boot (``GOLDEN_QEMU_ACCEL``, read once).
+    accel: str = field(default_factory=qemu_accel)
     report: Report | None = None
     boot_time_s: float | None = None
     multi_user_s: float | None = None
@@ -99,7 +108,7 @@ class BootResult:
         out: dict[str, Any] = {
             "status": "passed" if self.passed else "failed",
             "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "where": f"qemu-{qemu_accel().split(',')[0]}", "kernel": self.kernel,
+            "where": f"qemu-{self.accel.split(',')[0]}", "kernel": self.kernel,
             "guest_boot_s": self.boot_time_s, "multi_user_s": self.multi_user_s,
             "wall_s": round(self.wall_s, 1), "checks": counts["passed"] + counts["failed"],
             "failed": counts["failed"]}
@@ -205,12 +214,6 @@ def make_seed(user_data: Path, meta_data: Path, seed: Path) -> None:
     run(["mkfs.vfat", "-n", "CIDATA", "-C", str(seed), "1024"])
     run(["mcopy", "-o", "-i", str(seed), str(user_data), "::user-data"])
     run(["mcopy", "-o", "-i", str(seed), str(meta_data), "::meta-data"])
-
-
-def qemu_accel() -> str:
-    """``tcg`` unless ``GOLDEN_QEMU_ACCEL`` says otherwise: KVM on these machines fails
-    with MSR errors, and TCG works everywhere."""
-    return os.environ.get("GOLDEN_QEMU_ACCEL", "tcg")
 
 
 def qemu_argv(kernel: Kernel, disk: Path, seed: Path, port: int, *, accel: str = "tcg",
@@ -358,10 +361,10 @@ def wait_for_ssh(shell: GuestShell, proc: subprocess.Popen[str], log: Path,
 
 
 @contextlib.contextmanager
-def guest(kernel: Kernel, disk: Path, seed: Path, log: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+def guest(kernel: Kernel, disk: Path, seed: Path, log: Path, port: int, accel: str) -> Iterator[subprocess.Popen[str]]:
     """QEMU running with the serial console in ``log``; always stopped on the way out."""
     with log.open("w") as fh:
-        proc = spawn(qemu_argv(kernel, disk, seed, port, accel=qemu_accel()),
+        proc = spawn(qemu_argv(kernel, disk, seed, port, accel=accel),
                      stdout=fh.fileno(), stderr=subprocess.STDOUT)
     try:
         yield proc
@@ -395,7 +398,7 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     raises :class:`GoldenError` when the guest could not be booted or reached.
     """
     out_dir = build_root / name
-    artifact = artifact or out_dir / "artifacts" / "rootfs.tar.zst"
+    artifact = artifact or artifact_path(out_dir)
     expectations = out_dir / "expectations.json"
     user_data, meta_data = out_dir / "cloud-init" / "user-data", out_dir / "cloud-init" / "meta-data"
     for needed in (artifact, expectations, user_data, meta_data):
@@ -442,8 +445,8 @@ def _boot(result: BootResult, work: Path, artifact: Path, expectations: Path, us
         # A short socket path: unix sockets allow about 100 bytes, build roots can be deep.
         control = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="golden-ssh-"))) / "%C"
         shell = GuestShell(_free_port(), key, control)
-        with (step(f"Booting {kernel.version} under QEMU ({qemu_accel()}), console in {log}"),
-              guest(boot_files, work / "disk.raw", work / "seed.img", log, shell.port) as proc):
+        with (step(f"Booting {kernel.version} under QEMU ({result.accel}), console in {log}"),
+              guest(boot_files, work / "disk.raw", work / "seed.img", log, shell.port, result.accel) as proc):
             stack.callback(shell.close)
             wait_for_ssh(shell, proc, log, timeout=ssh_timeout)
             say(f"sshd in the guest on 127.0.0.1:{shell.port} after {time.monotonic() - mark:.0f}s")

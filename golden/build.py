@@ -200,7 +200,7 @@ def bake_local(plan: BuildPlan, out_dir: Path, build_id: str, *, work_root: Path
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    final = out_dir / "artifacts" / "rootfs.tar.zst"
+    final = local.artifact_path(out_dir)
     local_artifact = {"path": _rel(final), "sha256": digest, "size": image_size(final)}
     return build_entry(build_id, "local", report, release, artifacts={"local": local_artifact},
                        sbom_sha256=sbom_sha, packer_run_uuid=result.run_uuid or "", **boot)

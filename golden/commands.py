@@ -184,10 +184,11 @@ def boot_test(name: str, *, build_root: Path = BUILD, lock_path: Path | None = N
     failed, in the images.lock build entry whose artifact it is (by sha256)."""
     from golden import boottest, lockfile
     from golden.build import sha256_file
+    from golden.targets.local import artifact_path
 
     lock_path = lock_path or lockfile.LOCK_PATH
     result = boottest.boot_test(name, build_root=build_root)
-    artifact = build_root / name / "artifacts" / "rootfs.tar.zst"
+    artifact = artifact_path(build_root / name)
     digest = sha256_file(artifact)
     build_id = next((str(b["id"]) for b in (lockfile.load(lock_path)["profiles"].get(name) or {}).get("builds", [])
                      if ((b.get("artifacts") or {}).get("local") or {}).get("sha256") == digest), None)

@@ -38,30 +38,37 @@ def test_no_failed_units(shell: Shell, record: Record) -> None:
                   not unexpected, f"all failed: {', '.join(failed)}" if failed else "")
 
 
-def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell,
+@pytest.fixture(scope="module")
+def kernel_name(expect: dict[str, Any], shell: Shell) -> str:
+    """The name the kernel logs the module by (``nvidia`` for Debian's ``nvidia-current-open.ko``)."""
+    module: str = expect["driver"]["module"]
+    name = shell.run("modinfo", "-F", "name", module).stdout.strip()
+    return name or module.replace("-", "_")
+
+
+def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell, kernel_name: str,
                                            record: Record) -> None:
     module = expect["driver"]["module"]
-    name = _kernel_name(shell, module)
     out = shell.run("modprobe", module)
     # modprobe only says "Exec format error"/"Invalid argument"; the kernel log names the cause
     # ("disagrees about version of symbol", "Unknown symbol").
     kernel_log = _kernel_log(shell)
     said = out.stderr + "\n" + "\n".join(line for line in kernel_log.splitlines()
-                                         if _about_module(line, module, name))
+                                         if _about_module(line, module, kernel_name))
     found = probes.classify_modprobe(said)
     verdict = found if not out.ok or found == "bad-module" else "loaded"
     assert record(f"modprobe[{module}]", "no-device (or loaded)", verdict,
                   verdict in ("no-device", "loaded"), said.strip()[-400:])
 
 
-def test_module_signature(expect: dict[str, Any], shell: Shell, record: Record) -> None:
+def test_module_signature(expect: dict[str, Any], shell: Shell, kernel_name: str, record: Record) -> None:
     """Signed or not is reported; unsigned is an error only when the profile wants Secure Boot."""
     module = expect["driver"]["module"]
     signer = shell.run("modinfo", "-F", "signer", module).stdout.strip()
     # The kernel logs "<name>: module verification failed: ..." when the signature is missing
     # or its key is not trusted (a DKMS key that was never enrolled): Secure Boot would refuse
     # the module either way. <name> is the module's own name (nvidia), not its file's.
-    prefix = f"{_kernel_name(shell, module)}: {UNSIGNED_LOG}"
+    prefix = f"{kernel_name}: {UNSIGNED_LOG}"
     refused = any(prefix in line for line in _kernel_log(shell).splitlines())
     state = f"signed by {signer}" if signer else "unsigned"
     if refused:
@@ -99,12 +106,6 @@ def test_cloud_init_done(shell: Shell, record: Record) -> None:
 def _kernel_log(shell: Shell) -> str:
     out = shell.run("dmesg")
     return out.stdout if out.ok else shell.run("journalctl", "-k", "-b", "--no-pager", "-q").stdout
-
-
-def _kernel_name(shell: Shell, module: str) -> str:
-    """The name the kernel logs a module by (``nvidia`` for Debian's ``nvidia-current-open.ko``)."""
-    name = shell.run("modinfo", "-F", "name", module).stdout.strip()
-    return name or module.replace("-", "_")
 
 
 def _about_module(line: str, module: str, name: str) -> bool:

@@ -113,6 +113,15 @@ def session(base: Path, work: Path, log_dir: Path) -> Iterator[Session]:
 
 
 
+#: Where a local bake's image lies in its build directory (``build/NAME/``).
+ARTIFACT = Path("artifacts") / "rootfs.tar.zst"
+
+
+def artifact_path(out_dir: Path) -> Path:
+    """``build/NAME/artifacts/rootfs.tar.zst``: the local image the bake swaps in and the boot test boots."""
+    return out_dir / ARTIFACT
+
+
 def export(rootfs: Path, dest: Path) -> None:
     """The root filesystem as a reproducible-ordered .tar.zst."""
     run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name", "--zstd",
