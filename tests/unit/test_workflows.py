@@ -1,8 +1,8 @@
 """The GitHub workflows: pinned actions, least permissions, no racing runs.
 
-actionlint cannot be installed here (its PyPI package downloads a binary at
-build time), so these tests parse the workflows and check the properties that
-matter for a supply chain and for the lockfile flow.
+actionlint itself runs in tests/unit/test_linters.py; these tests parse the
+workflows and check the properties that matter for a supply chain and for the
+lockfile flow, which no linter knows.
 """
 
 from __future__ import annotations
