@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
 from golden.profile import DriverSource, Flavor, Profile, Runtime
-from golden.versions import DriverVersion, cuda_tuple
+from golden.versions import DriverVersion, cuda_tuple, release_tuple
 
 
 class Severity(StrEnum):
@@ -54,6 +54,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     "driver-version-outside-branch": (E, "driver.version does not belong to driver.branch"),
     "gpu-needs-newer-driver": (E, "the GPU needs a newer driver than the branch or pin gives"),
     "gpu-needs-newer-cuda": (E, "the toolkit predates the GPU: it cannot build code for it"),
+    "gpu-branch-excluded": (E, "the GPU's vendor says the branch must not be used on it (AWS: R595 on "
+                               "P3/P3dn and G6f)"),
     "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
                          "(Grace superchips are arm64)"),
     "arch-branch-dropped": (E, "the branch is past the last branch of the GPU's architecture"),
@@ -67,9 +69,18 @@ RULES: dict[str, tuple[Severity, str]] = {
     "ctk-unknown": (E, "the NVIDIA Container Toolkit version is not a known release"),
     "ctk-unconfirmed": (W, "the NVIDIA Container Toolkit version is UNCONFIRMED"),
     "ctk-without-runtime": (W, "a container toolkit without a container runtime to configure"),
+    "cdi-runtime-too-old": (E, "container.cdi with a runtime the OS ships too old for native CDI "
+                               "(Docker < 25)"),
+    "cdi-spec-runtime-too-old": (E, "the toolkit writes CDI specs (0.7.0 from 1.19) the OS's runtime "
+                                    "cannot read (Docker < 26.1.0, containerd < 1.7.16)"),
+    "containerd-config-v3": (E, "containerd 2.x (config version 3) with a toolkit older than 1.17.4, "
+                                "which cannot configure it"),
+    "runtime-version-unknown": (W, "a runtime rule needs the OS's runtime version, which the data "
+                                   "does not have"),
     "branch-eol": (W, "the driver branch is past its end of life"),
     "branch-eol-soon": (W, "the driver branch reaches its end of life within 90 days"),
     "branch-eol-unknown": (W, "the driver branch's end of life is not known"),
+    "branch-superseded": (W, "a new feature branch (no end-of-life date) whose next branch has shipped"),
     "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
     "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
     "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
@@ -211,6 +222,11 @@ def _gpu(c: _Ctx) -> Iterator[Finding]:
             yield _finding("gpu-needs-newer-driver",
                            f"{gpu.name} needs driver >= {need}, but driver.version is "
                            f"{c.pinned}{why} {gpu.cite}")
+    if branch.name in gpu.not_with_branches:
+        yield _finding("gpu-branch-excluded",
+                       f"R{branch.name} must not be used on {gpu.name} "
+                       f"({', '.join(gpu.aws) or 'no AWS instance'}): AWS says driver "
+                       f"{branch.name} is not compatible with P3, P3dn and G6f instances {gpu.cite}")
     toolkit = c.profile.cuda_toolkit
     if toolkit and gpu.min_cuda and cuda_tuple(toolkit) < cuda_tuple(gpu.min_cuda):
         yield _finding("gpu-needs-newer-cuda",
@@ -295,11 +311,65 @@ def _container(c: _Ctx) -> Iterator[Finding]:
                        f"runtime to configure (only CDI specs are written)")
 
 
+# -- container runtime versions (CDI, containerd config) -------------------------
+
+def _runtime(c: _Ctx) -> Iterator[Finding]:
+    ctk, runtime = c.profile.container.toolkit, c.profile.container.runtime
+    if ctk is None or runtime is Runtime.NONE:
+        return
+    rt = c.kb.runtimes
+    os_name = c.profile.os.value
+    shipped = rt.shipped.get(os_name)
+    have = shipped.version(runtime.value) if shipped else None
+    shown = f"{os_name} ships {runtime.value} {have}"
+    cite = shipped.cite if shipped else "[no data]"
+    unknown: list[str] = []     # what could not be decided without the version
+
+    if c.profile.container.cdi:
+        native = rt.native_cdi.get(runtime.value)
+        spec = rt.cdi_spec_for(ctk)
+        spec_min = spec.minimum(runtime.value) if spec else None
+        if have is None:
+            if native is not None:
+                unknown.append(f"native CDI needs {runtime.value} >= {native.version} {native.cite}")
+            if spec is not None and spec_min is not None:
+                unknown.append(f"the CDI {spec.spec} specs of container toolkit {ctk} need "
+                               f"{runtime.value} >= {spec_min} {spec.cite}")
+        elif native is not None and release_tuple(have) < release_tuple(native.version):
+            yield _finding("cdi-runtime-too-old",
+                           f"container.cdi: CDI device requests need {runtime.value} >= "
+                           f"{native.version} {native.cite}, but {shown} {cite}: CDI cannot work "
+                           f"there; set container.cdi: false (the nvidia runtime still injects GPUs)")
+        elif spec is not None and spec_min is not None and release_tuple(have) < release_tuple(spec_min):
+            yield _finding("cdi-spec-runtime-too-old",
+                           f"container toolkit {ctk} writes CDI {spec.spec} specs, which need "
+                           f"{runtime.value} >= {spec_min} {spec.cite}, but {shown} {cite}; use a "
+                           f"toolkit older than {spec.ctk_since} or set container.cdi: false")
+
+    if runtime is Runtime.CONTAINERD:
+        v3 = rt.containerd_v3
+        if release_tuple(ctk) < release_tuple(v3.ctk_since):
+            if have is None:
+                unknown.append(f"containerd >= {v3.containerd_since} (config version 3) needs "
+                               f"container toolkit >= {v3.ctk_since} {v3.cite}")
+            elif release_tuple(have) >= release_tuple(v3.containerd_since):
+                yield _finding("containerd-config-v3",
+                               f"{shown} {cite}, whose config is version 3: container toolkit "
+                               f"{ctk} cannot configure it, {v3.ctk_since} or later can {v3.cite}")
+    if unknown:
+        yield _finding("runtime-version-unknown",
+                       f"golden's data does not say which {runtime.value} {os_name} ships "
+                       f"{cite}, so it cannot check that " + "; ".join(unknown))
+
+
 # -- branch lifecycle and source -------------------------------------------------
 
-def branch_status(branch: Branch, today: datetime.date) -> str:
-    """``EOL``, ``EOL soon`` (within 90 days), ``active`` or ``unknown`` (no date in the data)."""
+def branch_status(kb: KnowledgeBase, branch: Branch, today: datetime.date) -> str:
+    """``EOL``, ``EOL soon`` (within 90 days), ``active``, ``superseded`` (a new feature
+    branch, which has no end-of-life date, once its next branch exists) or ``unknown``."""
     end = branch.eol_date()
+    if end is None and branch.type == "NFB":
+        return "superseded" if kb.successor(branch) is not None else "active"
     if end is None:
         return "unknown"
     if end < today:
@@ -309,8 +379,14 @@ def branch_status(branch: Branch, today: datetime.date) -> str:
 
 def _lifecycle(c: _Ctx) -> Iterator[Finding]:
     branch = c.branch
-    status, end = branch_status(branch, c.today), branch.eol_date()
-    if status == "unknown":
+    status, end = branch_status(c.kb, branch, c.today), branch.eol_date()
+    successor = c.kb.successor(branch)
+    if status == "superseded" and successor is not None:
+        yield _finding("branch-superseded",
+                       f"R{branch.name} is a new feature branch: it has no end-of-life date and is "
+                       f"supported only until the next branch, and R{successor.name} "
+                       f"({successor.type or 'type unknown'}) has shipped; move to it {branch.cite}")
+    elif status == "unknown":
         yield _finding("branch-eol-unknown",
                        f"R{branch.name}'s end of life is not known; check NVIDIA's lifecycle page "
                        f"before relying on it {branch.cite}")
@@ -357,7 +433,7 @@ def _naming(c: _Ctx) -> Iterator[Finding]:
 
 
 _RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _host_arch, _module, _fabric_manager,
-                            _container, _lifecycle, _source, _secure_boot)
+                            _container, _runtime, _lifecycle, _source, _secure_boot)
 
 
 def check(profile: Profile, kb: KnowledgeBase, *,

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from golden.versions import DriverVersion, cuda_tuple
+from golden.versions import DriverVersion, cuda_tuple, release_tuple
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -40,6 +40,8 @@ class Branch(Fact):
     latest_known: str | None = None
     proprietary_removed: bool = False
     note: str | None = None
+    #: The branch that ends a new feature branch, which has no end-of-life date.
+    superseded_by: str | None = None
 
     def eol_date(self) -> dt.date | None:
         """The last day of support, or None when unknown; date.min when 'ended'."""
@@ -77,7 +79,7 @@ class Gpu(Fact):
     key: str
     name: str
     arch: str
-    pci_id: str
+    pci_id: str | None
     min_driver: str | None
     nvswitch: bool
     aws: tuple[str, ...]
@@ -87,6 +89,8 @@ class Gpu(Fact):
     note: str | None = None
     #: CPU architectures of the hosts this GPU comes in; empty: any.
     host_arch: tuple[str, ...] = ()
+    #: Branches that must not be used on this GPU although their number would drive it.
+    not_with_branches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,62 @@ class OsInfo:
     codename: str
     nvidia_distro: str
     cuda_key_fingerprint: str
+    cuda_key_file: str              # the key file beside the repository, "3bf863cc.pub"
     kernel_packages: tuple[str, ...]
     distro_components: tuple[str, ...]
     default_ssm_parameter: str
+
+
+@dataclass(frozen=True)
+class RuntimeMinimum(Fact):
+    """The oldest upstream version of one container runtime that can do something."""
+
+    runtime: str                    # docker | containerd | podman | cri-o
+    version: str
+
+
+@dataclass(frozen=True)
+class CdiSpec(Fact):
+    """The CDI spec version container toolkits from ``ctk_since`` write, and its readers."""
+
+    ctk_since: str
+    spec: str
+    minimums: tuple[tuple[str, str], ...]   # (runtime, oldest version that reads it)
+
+    def minimum(self, runtime: str) -> str | None:
+        return dict(self.minimums).get(runtime)
+
+
+@dataclass(frozen=True)
+class ContainerdV3(Fact):
+    """containerd from ``containerd_since`` uses config version 3; nvidia-ctk edits it from ``ctk_since``."""
+
+    containerd_since: str
+    ctk_since: str
+
+
+@dataclass(frozen=True)
+class ShippedRuntimes(Fact):
+    """The upstream runtime versions an OS's archive ships (None: not read)."""
+
+    os: str
+    versions: tuple[tuple[str, str | None], ...]
+
+    def version(self, runtime: str) -> str | None:
+        return dict(self.versions).get(runtime)
+
+
+@dataclass(frozen=True)
+class Runtimes:
+    native_cdi: dict[str, RuntimeMinimum]
+    cdi_specs: tuple[CdiSpec, ...]
+    containerd_v3: ContainerdV3
+    shipped: dict[str, ShippedRuntimes]
+
+    def cdi_spec_for(self, ctk: str) -> CdiSpec | None:
+        """The newest CDI spec rule that applies to container toolkit ``ctk``."""
+        applies = [s for s in self.cdi_specs if release_tuple(ctk) >= release_tuple(s.ctk_since)]
+        return max(applies, key=lambda s: release_tuple(s.ctk_since)) if applies else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +174,7 @@ class KnowledgeBase:
     nvidia_repos: dict[str, dict[str, str]]
     nvidia_arch: dict[str, str]
     packages: dict[str, Any] = field(repr=False)
+    runtimes: Runtimes = field(repr=False)
 
     # -- questions the gate, the renderer and `invoke matrix` ask -------------
     def cuda_minors(self) -> list[str]:
@@ -135,6 +193,19 @@ class KnowledgeBase:
         """Branches whose CUDA ceiling is at least the toolkit X.Y."""
         want = cuda_tuple(minor)
         return [b for b in self.branches.values() if cuda_tuple(b.max_cuda) >= want]
+
+    def successor(self, branch: Branch) -> Branch | None:
+        """The branch that supersedes a new feature branch without an end-of-life date.
+
+        ``superseded_by`` when the data names it, else the next branch in the data;
+        None for other branches and for the newest one.
+        """
+        if branch.type != "NFB" or branch.eol is not None:
+            return None
+        if branch.superseded_by is not None:
+            return self.branches.get(branch.superseded_by)
+        later = [b for b in self.branches.values() if int(b.name) > int(branch.name)]
+        return min(later, key=lambda b: int(b.name)) if later else None
 
     def mvc_floor(self, major: str) -> tuple[DriverVersion, Fact] | None:
         entry = self.cuda_majors.get(major)
@@ -168,6 +239,7 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
                 name=str(k), type=v.get("type"), max_cuda=str(v["max_cuda"]), eol=v.get("eol"),
                 naming=str(v["naming"]), latest_known=v.get("latest_known"),
                 proprietary_removed=bool(v.get("proprietary_removed", False)), note=v.get("note"),
+                superseded_by=None if v.get("superseded_by") is None else str(v["superseded_by"]),
                 **_fact(v),
             )
             for k, v in branches_raw.items()
@@ -189,11 +261,13 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
         },
         gpus={
             str(k): Gpu(
-                key=str(k), name=str(v["name"]), arch=str(v["arch"]), pci_id=str(v["pci_id"]),
+                key=str(k), name=str(v["name"]), arch=str(v["arch"]),
+                pci_id=None if v.get("pci_id") is None else str(v["pci_id"]),
                 min_driver=v.get("min_driver"), nvswitch=bool(v.get("nvswitch", False)),
                 aws=tuple(v.get("aws", [])), extras=tuple(v.get("extras", [])),
                 min_cuda=v.get("min_cuda"), min_driver_note=v.get("min_driver_note"),
-                note=v.get("note"), host_arch=tuple(v.get("host_arch", [])), **_fact(v),
+                note=v.get("note"), host_arch=tuple(v.get("host_arch", [])),
+                not_with_branches=tuple(str(b) for b in v.get("not_with_branches", [])), **_fact(v),
             )
             for k, v in gpus_raw["gpus"].items()
         },
@@ -205,6 +279,7 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
                 key=str(k), family=str(v["family"]), codename=str(v["codename"]),
                 nvidia_distro=str(v["nvidia_distro"]),
                 cuda_key_fingerprint=str(v["cuda_key"]["fingerprint"]),
+                cuda_key_file=str(v["cuda_key"]["file"]),
                 kernel_packages=tuple(v["kernel_packages"]),
                 distro_components=tuple(v["distro_components"]),
                 default_ssm_parameter=str(v["default_ssm_parameter"]),
@@ -215,4 +290,30 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
         nvidia_repos={str(k): {str(a): str(b) for a, b in v.items()} for k, v in os_raw["nvidia_repos"].items()},
         nvidia_arch={str(k): str(v) for k, v in os_raw["nvidia_arch"].items()},
         packages=_read("packages.yaml", data_dir),
+        runtimes=_runtimes(_read("runtimes.yaml", data_dir)),
+    )
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _runtimes(raw: dict[str, Any]) -> Runtimes:
+    v3 = raw["containerd_config_v3"]
+    return Runtimes(
+        native_cdi={str(k): RuntimeMinimum(runtime=str(k), version=str(v["min"]), **_fact(v))
+                    for k, v in raw["native_cdi"].items()},
+        cdi_specs=tuple(
+            CdiSpec(ctk_since=str(s["ctk_since"]), spec=str(s["spec"]),
+                    minimums=tuple((str(r), str(m)) for r, m in s["min"].items()), **_fact(s))
+            for s in raw["cdi_specs"]),
+        containerd_v3=ContainerdV3(containerd_since=str(v3["containerd_since"]),
+                                   ctk_since=str(v3["ctk_since"]), **_fact(v3)),
+        shipped={
+            str(k): ShippedRuntimes(
+                os=str(k),
+                versions=tuple((str(r), _opt(m)) for r, m in v.items()
+                               if r not in ("source", "confidence", "note")),
+                **_fact(v))
+            for k, v in raw["shipped"].items()},
     )

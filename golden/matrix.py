@@ -48,17 +48,17 @@ def columns(headers: Sequence[str], rows: Iterable[Sequence[str]], indent: str =
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in body)]
 
 
-def _branch_label(b: Branch, today: date) -> str:
+def _branch_label(kb: KnowledgeBase, b: Branch, today: date) -> str:
     """``R595`` or ``R610 (EOL)``: the status only when it is not plain active."""
-    status = branch_status(b, today)
+    status = branch_status(kb, b, today)
     extra = [] if status == "active" else [status if status != "unknown" else "EOL unknown"]
     if b.confidence == "unconfirmed":
         extra.append("UNCONFIRMED")
     return f"R{b.name}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _branch_list(branches: Iterable[Branch], today: date) -> str:
-    return ", ".join(_branch_label(b, today) for b in branches) or "none"
+def _branch_list(kb: KnowledgeBase, branches: Iterable[Branch], today: date) -> str:
+    return ", ".join(_branch_label(kb, b, today) for b in branches) or "none"
 
 
 def _names(branches: Iterable[Branch]) -> str:
@@ -132,7 +132,7 @@ def tables(kb: KnowledgeBase, today: date | None = None) -> str:
     out = [f"Driver branches (status as of {today.isoformat()})"]
     out += columns(
         ["branch", "type", "CUDA ceiling", "EOL", "status", "naming", "confidence", "source"],
-        [[f"R{b.name}", b.type or "?", b.max_cuda, b.eol or "unknown", branch_status(b, today),
+        [[f"R{b.name}", b.type or "?", b.max_cuda, b.eol or "unknown", branch_status(kb, b, today),
           b.naming + (", no proprietary" if b.proprietary_removed else ""),
           _confidence(b.confidence), b.source]
          for b in _by_number(kb)])
@@ -196,9 +196,9 @@ def cuda_answer(kb: KnowledgeBase, cuda: str, today: date | None = None) -> str:
         out.append(f"minor-version compatibility floor for CUDA {major}.x: driver >= {floor[0]} "
                    f"{floor[1].cite}")
     out.append(f"runs fully on (CUDA ceiling >= {minor}): "
-               f"{_branch_list(full_branches(kb, minor), today)}")
+               f"{_branch_list(kb, full_branches(kb, minor), today)}")
     out.append(f"runs under minor-version compatibility only (no PTX JIT of {minor} code, "
-               f"newer-driver APIs fail): {_branch_list(mvc_branches(kb, minor), today)}")
+               f"newer-driver APIs fail): {_branch_list(kb, mvc_branches(kb, minor), today)}")
     return "\n".join(out)
 
 
@@ -209,7 +209,8 @@ def gpu_branches(kb: KnowledgeBase, gpu: Gpu) -> list[Branch]:
     last = int(arch.last_branch) if arch.last_branch else 10**6
     proprietary_only = arch.open_module == "unsupported"
     return [b for b in _by_number(kb)
-            if first <= int(b.name) <= last and not (proprietary_only and b.proprietary_removed)]
+            if first <= int(b.name) <= last and not (proprietary_only and b.proprietary_removed)
+            and b.name not in gpu.not_with_branches]
 
 
 def gpu_answer(kb: KnowledgeBase, gpu: str, today: date | None = None) -> str:
@@ -220,9 +221,10 @@ def gpu_answer(kb: KnowledgeBase, gpu: str, today: date | None = None) -> str:
         raise GoldenError(f"unknown GPU {gpu!r}; known: {', '.join(kb.gpus)}", key="--gpu")
     arch = kb.architectures[g.arch]
     branches = gpu_branches(kb, g)
-    usable = [b for b in branches if branch_status(b, today) in ("active", "EOL soon")]
-    eol = [b for b in branches if branch_status(b, today) == "EOL"]
-    unknown = [b for b in branches if branch_status(b, today) == "unknown"]
+    usable = [b for b in branches if branch_status(kb, b, today) in ("active", "EOL soon")]
+    # A superseded new feature branch is as good as ended: no fixes after its successor.
+    eol = [b for b in branches if branch_status(kb, b, today) in ("EOL", "superseded")]
+    unknown = [b for b in branches if branch_status(kb, b, today) == "unknown"]
     fm = ("yes: nvidia-fabricmanager at exactly the driver version" if g.nvswitch
           else "no NVSwitch: no fabric manager")
     rows = [
@@ -231,8 +233,10 @@ def gpu_answer(kb: KnowledgeBase, gpu: str, today: date | None = None) -> str:
         ["minimum driver", (g.min_driver or "unknown")
          + (f"; {g.min_driver_note}" if g.min_driver_note else "")],
         ["minimum CUDA", g.min_cuda or f"{arch.first_cuda} (architecture)"],
-        ["active branches", _branch_list(usable, today)],
-        ["EOL branches", _names(eol)],
+        ["active branches", _branch_list(kb, usable, today)],
+        ["EOL branches", ", ".join(
+            _names([b]) + (" (superseded)" if branch_status(kb, b, today) == "superseded" else "")
+            for b in eol) or "none"],
         ["EOL unknown", _names(unknown)],
         ["NVSwitch", fm],
         ["extras", " ".join(g.extras) or "none"],
@@ -240,8 +244,10 @@ def gpu_answer(kb: KnowledgeBase, gpu: str, today: date | None = None) -> str:
     ]
     if arch.last_branch:
         rows.insert(4, ["last branch", f"R{arch.last_branch} {arch.cite}"])
+    if g.not_with_branches:
+        rows.insert(4, ["never with", f"{' '.join('R' + b for b in g.not_with_branches)} {g.cite}"])
     if g.note:
         rows.append(["note", g.note])
-    head = f"{g.key}: {g.name}, PCI id {g.pci_id} {g.cite}"
+    head = f"{g.key}: {g.name}, PCI id {g.pci_id or 'not known'} {g.cite}"
     width = max(len(r[0]) for r in rows)
     return "\n".join([head, *(f"  {k.ljust(width)}  {v}" for k, v in rows)])

@@ -63,6 +63,18 @@ def cuda_tuple(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def release_tuple(text: str) -> tuple[int, ...]:
+    """An upstream release ``"26.1.0"`` as ``(26, 1, 0)``, padded to three parts.
+
+    >>> release_tuple("1.7.16") > release_tuple("1.7.2"), release_tuple("25") == release_tuple("25.0.0")
+    (True, True)
+    """
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", text):
+        raise ValueError(f"not a release version: {text!r}")
+    parts = tuple(int(p) for p in text.split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
 def deb_compare(a: str, b: str) -> int:
     """dpkg's ordering of two Debian versions: negative, zero or positive."""
     va, vb = DebVersion(a), DebVersion(b)

@@ -24,11 +24,12 @@ from golden.gate import (
     format_finding,
     has_errors,
 )
-from golden.kb import Architecture, KnowledgeBase, load
+from golden.kb import Architecture, KnowledgeBase, ShippedRuntimes, load
 from golden.profile import (
     Arch,
     DriverSource,
     Flavor,
+    OsName,
     Profile,
     Runtime,
     load_all,
@@ -84,6 +85,29 @@ def with_naming(branch: str, naming: str) -> Callable[[KnowledgeBase], Knowledge
     return change
 
 
+def with_branch(branch: str, **changes: Any) -> Callable[[KnowledgeBase], KnowledgeBase]:
+    def change(kb: KnowledgeBase) -> KnowledgeBase:
+        return replace(kb, branches={**kb.branches,
+                                     branch: replace(kb.branches[branch], **changes)})
+    return change
+
+
+def without_branch(branch: str) -> Callable[[KnowledgeBase], KnowledgeBase]:
+    def change(kb: KnowledgeBase) -> KnowledgeBase:
+        return replace(kb, branches={k: v for k, v in kb.branches.items() if k != branch})
+    return change
+
+
+def with_shipped(os_name: str, **versions: str | None) -> Callable[[KnowledgeBase], KnowledgeBase]:
+    """The data's runtime versions of one OS, some changed."""
+    def change(kb: KnowledgeBase) -> KnowledgeBase:
+        old = kb.runtimes.shipped[os_name]
+        new = replace(old, versions=tuple({**dict(old.versions), **versions}.items()))
+        shipped: dict[str, ShippedRuntimes] = {**kb.runtimes.shipped, os_name: new}
+        return replace(kb, runtimes=replace(kb.runtimes, shipped=shipped))
+    return change
+
+
 @dataclass(frozen=True)
 class Case:
     rule: str
@@ -102,8 +126,8 @@ B200 = {"gpu": "b200", "cuda_toolkit": None}
 CASES = [
     Case("cuda-unknown-release", {"cuda_toolkit": "12.7"}, {"cuda_toolkit": "12.8"},
          ("12.7", "12.6, 12.8", "[RN]")),
-    Case("cuda-unknown-release", {"cuda_toolkit": "11.8"}, {"cuda_toolkit": "12.9"},
-         ("11.8", "12.0 to 13.5"), id="outside-data"),
+    Case("cuda-unknown-release", {"cuda_toolkit": "11.7"}, {"cuda_toolkit": "11.8"},
+         ("11.7", "11.8 to 13.5"), id="outside-data"),
     Case("cuda-release-unconfirmed", {"cuda_toolkit": "13.5", "driver": {"branch": "620"}},
          {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("13.5", "UNCONFIRMED")),
     Case("cuda-major-above-driver", {"cuda_toolkit": "13.2", "driver": {"branch": "535"}},
@@ -142,6 +166,33 @@ CASES = [
                                     "driver": {"branch": "535"}},
          {"gpu": "h200-sxm", "cuda_toolkit": None, "driver": {"branch": "550"}},
          ("550.90.07", "R535"), id="h200"),
+    # Minimums from main releases: side releases (535.43.09 for L40S) sort below
+    # main releases that do not support the GPU (535.54.03 .. 535.98).
+    Case("gpu-needs-newer-driver",
+         {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "535", "version": "535.54.03"}},
+         {"gpu": "l40s", "cuda_toolkit": None, "driver": {"branch": "535", "version": "535.104.05"}},
+         ("L40S", "535.104.05", "535.54.03"), id="l40s-main-release"),
+    Case("gpu-needs-newer-driver",
+         {"gpu": "gh200", "cuda_toolkit": None, "driver": {"branch": "535", "version": "535.113.01"}},
+         {"gpu": "gh200", "cuda_toolkit": None, "driver": {"branch": "535", "version": "535.129.03"}},
+         ("535.129.03", "535.113.01"), id="gh200-main-release"),
+    Case("gpu-needs-newer-driver",
+         {"cuda_toolkit": None, "driver": {"branch": "525", "version": "525.60.13"}},
+         {"cuda_toolkit": None, "driver": {"branch": "525", "version": "525.85.05"}},
+         ("525.85.05", "525.60.13"), id="h100-main-release"),
+    Case("gpu-needs-newer-driver",
+         {**B200, "gpu": "gb200", "driver": {"branch": "570", "version": "570.86.15"}},
+         {**B200, "gpu": "gb200", "driver": {"branch": "570", "version": "570.124.04"}},
+         ("570.124.04", "570.86.15"), id="gb200"),
+    Case("gpu-needs-newer-driver", {**B200, "gpu": "rtx-pro-4500", "driver": R580},
+         {**B200, "gpu": "rtx-pro-4500"}, ("RTX PRO 4500", ">= 595", "R580", "[EKS"),
+         id="aws-g7"),
+    Case("gpu-branch-excluded", {"gpu": "l4-g6f", "cuda_toolkit": None},
+         {"gpu": "l4-g6f", "cuda_toolkit": None, "driver": R580}, ("R595", "g6f", "[EKS")),
+    Case("gpu-branch-excluded",
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "595", **PROP}},
+         {"gpu": "v100", "cuda_toolkit": None, "driver": {"branch": "580", **PROP}},
+         ("R595", "V100", "p3", "EKS"), id="v100"),
     Case("gpu-needs-newer-cuda", {"gpu": "b200", "cuda_toolkit": "12.6", "driver": R580},
          {"gpu": "b200", "cuda_toolkit": "12.8", "driver": R580}, ("12.8", "12.6")),
     Case("arch-branch-dropped",
@@ -181,10 +232,32 @@ CASES = [
          ("R575", "already"), id="ended"),
     Case("branch-eol-soon", {}, {}, ("R595", "2027-03-31", "75 days"),
          today=datetime.date(2027, 1, 15)),
-    Case("branch-eol-unknown", {"cuda_toolkit": "13.1", "driver": {"branch": "590"}},
-         {"cuda_toolkit": "13.1", "driver": {"branch": "595"}}, ("R590",)),
+    Case("branch-eol", {"cuda_toolkit": "13.1", "driver": {"branch": "590"}},
+         {"cuda_toolkit": "13.1", "driver": {"branch": "595"}}, ("R590", "2026-02-28", "[FORUM"),
+         id="r590"),
+    Case("branch-eol-unknown", {}, {}, ("R595",), kb=with_branch("595", eol=None)),
+    Case("branch-superseded", {"cuda_toolkit": "13.3", "driver": {"branch": "615"}},
+         {"cuda_toolkit": "13.3", "driver": {"branch": "620"}}, ("R615", "new feature", "R620",
+                                                                  "LTSB")),
     Case("branch-unconfirmed", {"cuda_toolkit": "13.3", "driver": {"branch": "615"}},
-         {"cuda_toolkit": "13.3", "driver": {"branch": "610"}}, ("R615", "13.4", "UNCONFIRMED")),
+         {"cuda_toolkit": "13.3", "driver": {"branch": "615"}}, ("R615", "13.4", "UNCONFIRMED"),
+         kb=with_branch("615", confidence="unconfirmed")),
+    # Runtimes: the versions each OS ships (golden/data/runtimes.yaml).
+    Case("cdi-runtime-too-old", {"os": OsName.DEBIAN_12},
+         {"os": OsName.DEBIAN_12, "container": {"cdi": False}},
+         ("docker >= 25.0.0", "debian-12 ships docker 20.10.24", "container.cdi: false", "[CTKD")),
+    Case("cdi-runtime-too-old", {"os": OsName.DEBIAN_12, "container": {"runtime": Runtime.CONTAINERD}},
+         {"os": OsName.DEBIAN_12, "container": {"runtime": Runtime.CONTAINERD, "cdi": False}},
+         ("containerd >= 1.7.0", "containerd 1.6.20"), id="debian12-containerd"),
+    Case("cdi-spec-runtime-too-old", {}, {"container": {"toolkit": "1.18.2"}},
+         ("1.19.0", "CDI 0.7.0", "docker >= 26.1.0", "docker 25.0.3", "[CTKD"),
+         kb=with_shipped("ubuntu-24.04", docker="25.0.3"),
+         good_kb=with_shipped("ubuntu-24.04", docker="25.0.3")),
+    Case("containerd-config-v3", {"container": {"runtime": Runtime.CONTAINERD, "toolkit": "1.17.3"}},
+         {"container": {"runtime": Runtime.CONTAINERD, "toolkit": "1.17.4"}},
+         ("containerd 2.2.1", "1.17.3", "1.17.4", "version 3")),
+    Case("runtime-version-unknown", {"os": OsName.UBUNTU_2204}, {},
+         ("docker", "ubuntu-22.04", ">= 25.0.0", ">= 26.1.0")),
     Case("driver-from-distro", {"driver": {"source": DriverSource.DISTRO}}, {},
          ("R595", "failure mode 4")),
     Case("gpu-host-arch", {**B200, "gpu": "gb200"}, {**B200, "gpu": "gb200", "arch": Arch.ARM64},
@@ -218,6 +291,26 @@ def test_rule_fires_on_failing_profile(case: Case) -> None:
 def test_rule_quiet_on_passing_profile(case: Case) -> None:
     kb = case.good_kb(KB) if case.good_kb else KB
     assert case.rule not in rules(check(variant(**case.good), kb, today=TODAY))
+
+
+def test_newest_feature_branch_is_not_warned_about_forever() -> None:
+    """An NFB has no end-of-life date: without a successor it is simply current."""
+    kb = without_branch("620")(KB)
+    found = rules(check(variant(cuda_toolkit="13.3", driver={"branch": "615"}), kb, today=TODAY))
+    assert not {"branch-eol-unknown", "branch-superseded", "branch-eol"} & found
+
+
+def test_cdi_spec_rule_stays_quiet_where_native_cdi_already_fails() -> None:
+    found = rules(check(variant(os=OsName.DEBIAN_12), KB, today=TODAY))
+    assert "cdi-runtime-too-old" in found and "cdi-spec-runtime-too-old" not in found
+
+
+def test_containerd_config_v3_unknown_version_warns() -> None:
+    found = check(variant(os=OsName.UBUNTU_2204, container={"runtime": Runtime.CONTAINERD,
+                                                            "toolkit": "1.17.3", "cdi": False}),
+                  KB, today=TODAY)
+    (f,) = [f for f in found if f.rule == "runtime-version-unknown"]
+    assert "containerd >= 2.0.0" in f.message and "1.17.4" in f.message
 
 
 def test_every_rule_has_a_case() -> None:

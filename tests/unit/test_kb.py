@@ -26,8 +26,9 @@ KB = load()
 CONFIDENCES = {"nvidia-doc", "nvidia-repo", "secondary", "unconfirmed"}
 REQUIRED_GPUS = ("t4", "a10g", "a100-sxm4", "l4", "l40s", "h100-pcie", "h100-sxm", "h200-sxm",
                  "gh200", "b200", "b300", "gb200", "rtx-pro-6000")
-# Source keys golden's data adds to the facts file's table (read directly, not via the research).
-GOLDEN_SOURCES = {"secondary", "DEB", "PCIIDS", "CIG"}
+# Source keys golden's data adds to the facts file's table (read directly, or from the
+# 2026-12 audit in shared/research, not via the facts file).
+GOLDEN_SOURCES = {"secondary", "DEB", "PCIIDS", "CIG", "EKS"}
 # Data key -> the names section 9 of the facts file gives the same GPU.
 FACT_NAMES = {
     "t4": ("T4",), "a10g": ("A10G",), "a100-sxm4": ("A100-SXM4-40GB", "A100-SXM4-80GB"),
@@ -73,7 +74,10 @@ def table3() -> list[tuple[str, str | None, str]]:
             assert "UNCONFIRMED" in cells[2] or "UNCONFIRMED" in cells[3], line
             confidence = "unconfirmed"
         else:
-            confidence = "nvidia-doc" if cells[3] == "[RN]" else "secondary"
+            # NVIDIA's own: the release notes, or NVIDIA's redistrib manifests
+            # (their cuda_compat component is the driver bundled with the toolkit).
+            nvidia = cells[3] == "[RN]" or cells[3].startswith("[REDIST] ")
+            confidence = "nvidia-doc" if nvidia else "secondary"
         rows.append((version.group(0), driver, confidence))
     return rows
 
@@ -82,6 +86,9 @@ def test_table3_parses() -> None:
     rows = table3()
     assert len(rows) >= 30
     assert ("13.2.0", "595.45.04", "nvidia-doc") in rows
+    # NVIDIA's manifests count as NVIDIA's own source; 11.8 is the oldest row.
+    assert ("13.3.0", "610.43.02", "nvidia-doc") in rows
+    assert ("11.8.0", "520.61.05", "nvidia-doc") in rows
 
 
 def test_every_table3_row_agrees_with_cuda_yaml() -> None:
@@ -115,6 +122,18 @@ def test_branches_agree_with_section9() -> None:
         assert b.proprietary_removed == bool(fact.get("proprietary_modules_removed")), key
         if "latest_known" in fact:
             assert b.latest_known == fact["latest_known"], key
+        superseded_by = fact.get("superseded_by")
+        assert b.superseded_by == (superseded_by.lstrip("R") if superseded_by else None), key
+
+
+def test_new_feature_branches_end_with_their_successor() -> None:
+    """An NFB has no end-of-life date; the branch that supersedes it ends it."""
+    r615 = KB.branches["615"]
+    assert (r615.type, r615.eol) == ("NFB", None)
+    successor = KB.successor(r615)
+    assert successor is not None and successor.name == "620"
+    assert KB.successor(KB.branches["610"]) is None      # it has a date of its own
+    assert KB.successor(KB.branches["620"]) is None      # not an NFB
 
 
 def test_branch_naming_follows_the_branch_number() -> None:

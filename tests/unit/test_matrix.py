@@ -46,7 +46,7 @@ def test_tables_list_every_branch_and_gpu() -> None:
 
 @pytest.mark.parametrize(("branch", "status"), [("535", "EOL"), ("580", "active"),
                                                 ("595", "active"), ("610", "EOL"),
-                                                ("615", "unknown")])
+                                                ("615", "superseded"), ("620", "active")])
 def test_tables_branch_status(branch: str, status: str) -> None:
     row = next(ln for ln in tables(KB, TODAY).splitlines() if ln.startswith(f"R{branch} "))
     assert row.split()[4] == status
@@ -99,7 +99,7 @@ def test_cuda_unconfirmed_release_says_so() -> None:
     assert branches_in(line_after(text, "runs fully on")) == {"615", "620"}
 
 
-@pytest.mark.parametrize(("cuda", "says"), [("12.7", "never released"), ("11.8", "12.0 to 13.5"),
+@pytest.mark.parametrize(("cuda", "says"), [("12.7", "never released"), ("11.7", "11.8 to 13.5"),
                                             ("13", "not a CUDA version"),
                                             ("13.2; rm", "not a CUDA version"),
                                             ("13.2.9", "13.2.0, 13.2.1, 13.2.2")])
@@ -119,12 +119,26 @@ def test_gpu_b200() -> None:
     text = gpu_answer(KB, "b200", TODAY)
     assert "570.133.20" in line_after(text, "minimum driver")
     assert "open required" in line_after(text, "kernel module")
-    assert branches_in(line_after(text, "active branches")) == {"580", "595"}
-    assert {"570", "575", "610"} <= branches_in(line_after(text, "EOL branches"))
+    assert branches_in(line_after(text, "active branches")) == {"580", "595", "620"}
+    eol = line_after(text, "EOL branches")
+    assert {"570", "575", "590", "610", "615"} <= branches_in(eol)
+    assert "R615 (superseded)" in eol
     every = branches_in("\n".join(ln for ln in text.splitlines() if "branches" in ln))
     assert not {"535", "565"} & every
     assert "fabricmanager" in line_after(text, "NVSwitch")
     assert "nvlsm" in line_after(text, "extras") and "p6-b200" in line_after(text, "AWS")
+
+
+def test_gpu_g6f_never_with_r595() -> None:
+    text = gpu_answer(KB, "l4-g6f", TODAY)
+    assert "R595" in line_after(text, "never with") and "[EKS" in line_after(text, "never with")
+    listed = branches_in("\n".join(ln for ln in text.splitlines() if "branches" in ln))
+    assert "595" not in listed and {"580", "620"} <= listed
+
+
+def test_cuda_11_8_is_known() -> None:
+    text = cuda_answer(KB, "11.8", TODAY)
+    assert re.search(r"^\s*11\.8\.0\s+520\.61\.05\b", text, re.M)
 
 
 def test_gpu_v100_stops_at_r580() -> None:
