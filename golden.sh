@@ -35,4 +35,25 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     touch "$stamp"
 fi
 
+# An EC2 bake needs Packer >= 1.7 (Debian's 1.6.6 cannot require IMDSv2):
+# `invoke setup.packer --profile P` installs the pinned, signature-checked
+# release into .venv when the profile bakes on EC2 and no suitable Packer is
+# present, and does nothing otherwise. A dry run installs nothing.
+if [[ ${1:-} == build ]]; then
+    profile='' target='' dry_run=''
+    args=("${@:2}")
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        case ${args[i]} in
+            -p | --profile) profile=${args[i + 1]:-} ;;
+            --profile=*) profile=${args[i]#*=} ;;
+            -t | --target) target=${args[i + 1]:-} ;;
+            --target=*) target=${args[i]#*=} ;;
+            -d | --dry-run) dry_run=1 ;;
+        esac
+    done
+    if [[ -n $profile && -z $dry_run ]]; then
+        .venv/bin/invoke setup.packer --profile "$profile" ${target:+--target "$target"}
+    fi
+fi
+
 exec .venv/bin/invoke "$@"

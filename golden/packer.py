@@ -39,6 +39,7 @@ import yaml
 
 from golden import run as runner
 from golden.errors import GoldenError, StepFailed
+from golden.packer_choice import Choice, choose, require_ec2
 
 DATA = Path(__file__).resolve().parent / "data" / "packer.yaml"
 
@@ -70,14 +71,19 @@ def _env() -> dict[str, str]:
     return runner.base_env(PACKER_ENV)
 
 
+def choice() -> Choice:
+    """The Packer golden runs: GOLDEN_PACKER, the PATH's or golden's pinned install (packer_choice)."""
+    return choose()
+
+
 def version() -> str:
-    """The installed Packer's version, e.g. ``"1.6.6"``."""
-    out = runner.run(["packer", "version"], env=_env()).stdout
-    match = re.search(r"Packer v?([0-9]+\.[0-9]+\.[0-9]+)", out)
-    if match is None:
-        raise StepFailed(f"cannot read the version from `packer version`: {out.strip()[:80]!r}",
-                         where="packer")
-    return match.group(1)
+    """The version of the Packer golden runs, e.g. ``"1.6.6"``."""
+    return choice().version
+
+
+def binary() -> str:
+    """The path of the Packer golden runs."""
+    return choice().path
 
 
 def _tuple(text: str) -> tuple[int, ...]:
@@ -140,7 +146,7 @@ def _template(build_dir: Path, packer_version: str) -> Iterator[tuple[str, _Join
     legacy = build_dir / LEGACY_FILE
     legacy.unlink(missing_ok=True)
     if has_plugins(packer_version):
-        _run(["packer", "init", "."], build_dir, what="packer init")
+        _run([binary(), "init", "."], build_dir, what="packer init")
         yield ".", None
         return
     joined = _join_legacy(template_files(build_dir, plugins=False))
@@ -170,7 +176,7 @@ def validate(build_dir: Path) -> None:
     build_dir = Path(build_dir)
     ver = version()
     with _template(build_dir, ver) as (arg, joined):
-        _run(["packer", "validate", arg], build_dir, what="packer validate", joined=joined)
+        _run([binary(), "validate", arg], build_dir, what="packer validate", joined=joined)
 
 
 def fmt_check(build_dir: Path) -> None:
@@ -185,7 +191,7 @@ def fmt_check(build_dir: Path) -> None:
         raise GoldenError("no *.pkr.hcl files: run `invoke render` first", where=str(build_dir))
     bad = []
     for path in files:
-        proc = runner.run(["packer", "fmt", "-check", "-diff", path.name], check=False, env=_env(),
+        proc = runner.run([binary(), "fmt", "-check", "-diff", path.name], check=False, env=_env(),
                           cwd=build_dir)
         if proc.returncode != 0:
             bad.append(f"{path.name}: {(proc.stdout + proc.stderr).strip()}")
@@ -402,11 +408,10 @@ def build(build_dir: Path, *, only: str, variables: Mapping[str, str], log_path:
     pair and security group), then the exception goes on.
     """
     build_dir = Path(build_dir)
-    ver = version()
-    if only.startswith("amazon-ebs.") and not has_plugins(ver):
-        raise StepFailed(f"Packer {ver} cannot require IMDSv2 on the build instance "
-                         f"(metadata_options came with the amazon plugin): bake on EC2 with "
-                         f"Packer >= {settings()['plugins_since']}", where="packer")
+    chosen = choice()
+    ver = chosen.version
+    if only.startswith("amazon-ebs."):
+        require_ec2(chosen)      # IMDSv2 needs the amazon plugin: Packer in the pin's range
     argv = ["packer", "build", "-machine-readable", f"-only={only}"]
     for key, value in sorted(variables.items()):
         argv += ["-var", f"{key}={value}"]
@@ -416,7 +421,7 @@ def build(build_dir: Path, *, only: str, variables: Mapping[str, str], log_path:
     started = time.monotonic()
     with _template(build_dir, ver) as (arg, joined), log_path.open("w", encoding="utf-8") as log:
         log.write(f"# {shlex.join([*argv, arg])}\n")
-        returncode = _stream([*argv, arg], build_dir, log, stream)
+        returncode = _stream([chosen.path, *argv[1:], arg], build_dir, log, stream)
     if returncode != 0:
         message = stream.failure(only, returncode)
         raise StepFailed(joined.relabel(message) if joined else message,

@@ -51,7 +51,7 @@ def test_version_is_the_installed_packer() -> None:
     require_tool("packer")
     ver = packer.version()
     assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", ver)
-    assert f"v{ver}" in run(["packer", "version"]).stdout
+    assert f"v{ver}" in run([packer.binary(), "version"]).stdout   # the Packer golden chose
     assert packer.has_plugins("1.7.0") and packer.has_plugins("1.11.2")
     assert not packer.has_plugins("1.6.6")
 
