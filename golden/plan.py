@@ -24,7 +24,8 @@ class Package:
     """One package golden installs (or pins), and what verification expects of it."""
 
     name: str
-    # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | persistence
+    # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | driver-extra
+    # | persistence
     group: str
     version: str | None = None      # exact Debian version when resolved (images.lock)
     pattern: str | None = None      # apt pin pattern when not resolved, e.g. "535.261.03-*"
@@ -70,6 +71,9 @@ class BuildPlan:
     ctk_packages: tuple[Package, ...]
     cdi_refresh: bool
     fabric_manager_packages: tuple[Package, ...]
+    driver_extra_packages: tuple[Package, ...]
+    #: sonames verification finds through the dynamic linker, at the driver's version
+    driver_libraries: tuple[str, ...]
     persistence_packages: tuple[Package, ...]
     proprietary_packages: tuple[str, ...]
     repositories: tuple[Repository, ...]
@@ -80,7 +84,7 @@ class BuildPlan:
     def packages(self) -> tuple[Package, ...]:
         return (*self.kernel_packages, *self.driver_packages, *self.cuda_packages,
                 *self.runtime_packages, *self.ctk_packages, *self.fabric_manager_packages,
-                *self.persistence_packages)
+                *self.driver_extra_packages, *self.persistence_packages)
 
     @property
     def pinned(self) -> tuple[Package, ...]:
@@ -125,6 +129,7 @@ class BuildPlan:
             "GOLDEN_CDI": "true" if p.container.cdi and self.ctk_packages else "false",
             "GOLDEN_CDI_REFRESH": "true" if self.cdi_refresh else "false",
             "GOLDEN_FABRIC_MANAGER_PACKAGES": words(self.fabric_manager_packages),
+            "GOLDEN_DRIVER_EXTRA_PACKAGES": words(self.driver_extra_packages),
             "GOLDEN_PERSISTENCE": "true" if p.persistence else "false",
             "GOLDEN_PERSISTENCE_PACKAGES": words(self.persistence_packages),
             # "name=pattern" for every package apt must pin; src:NAME pins a whole source package.
@@ -162,6 +167,7 @@ class BuildPlan:
                 "cuda_ceiling": self.cuda_ceiling,
                 "sources": list(self.driver_sources),
                 "pattern": self.driver_pattern,
+                "libraries": list(self.driver_libraries),
             },
             "packages": [
                 {"name": x.name, "group": x.group, "version": x.version, "pattern": x.pattern,
@@ -181,6 +187,7 @@ class BuildPlan:
             },
             "fabric_manager": {"enabled": bool(self.fabric_manager_packages),
                                "packages": [x.name for x in self.fabric_manager_packages]},
+            "driver_extras": [x.name for x in self.driver_extra_packages],
             "persistence": p.persistence,
             "secure_boot": p.target.secure_boot,
         }
@@ -213,12 +220,14 @@ def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] |
     driver_pattern = f"{drv}-*" if drv else f"{branch}.*"
     if profile.driver.source is DriverSource.NVIDIA:
         era = pk["driver"]["nvidia"][branch_info.naming][osi.family]
-        names = [*era["pinning"], *(era["open"] if open_flavor else era["proprietary"])]
+        names = [*era["pinning"], *(era["open"] if open_flavor else era["proprietary"]),
+                 *era.get("libraries", [])]
         sources = [s.format(branch=branch) for s in pk["driver"]["nvidia"]["driver_sources"]]
         module = str(pk["driver"]["nvidia"]["module_name"])
     else:
         dist = pk["driver"]["distro"][osi.family]
-        names = list(dist["open"] if open_flavor else dist["proprietary"])
+        names = [*(dist["open"] if open_flavor else dist["proprietary"]), *dist.get("libraries", []),
+                 *(dist.get("open_firmware", []) if open_flavor else [])]
         sources = [s.format(branch=branch) for s in dist["driver_sources"]]
         module = str(dist["module_name"] if open_flavor else dist.get("proprietary_module_name", "nvidia"))
     driver_packages = []
@@ -254,17 +263,33 @@ def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] |
         cdi_refresh = profile.container.cdi and (
             DriverVersion(ctk) >= DriverVersion(kb.ctk_cdi_refresh_since))
 
+    # Packages that carry the driver's version are pinned to it and held
+    # wherever they come from (an unpinned nvidia-imex can resolve to a newer
+    # branch's on R580, which has no pinning package) [GDC].
+    versioned = {n.format(branch=branch) for n in pk.get("driver_versioned", [])}
+    extras = kb.gpus[profile.gpu].extras
     fm_packages: tuple[Package, ...] = ()
     if profile.wants_fabric_manager(kb):
         fm = pk["fabric_manager"]
         fm_name = fm["package_from_580"] if int(branch) >= 580 else fm["package_before_580"]
         names = [fm_name.format(branch=branch)]
-        for extra in kb.gpus[profile.gpu].extras:
+        for extra in extras:
             names += fm["extras"].get(extra, [])
         fm_packages = tuple(
-            pkg(n, "fabric-manager", pattern=driver_pattern if i == 0 else None,
-                upstream=drv if i == 0 else None, hold=i == 0)
+            pkg(n, "fabric-manager", pattern=driver_pattern if i == 0 or n in versioned else None,
+                upstream=drv if i == 0 or n in versioned else None, hold=i == 0 or n in versioned)
             for i, n in enumerate(names))
+    # Driver-versioned extras such as IMEX need no fabric manager: GB200/GB300
+    # compute trays have no NVSwitch and run nvidia-imex at the driver version.
+    extra_names: list[str] = []
+    for extra in extras:
+        spec = pk.get("driver_extras", {}).get(extra)
+        if spec is None or int(branch) < int(spec["since_branch"]):
+            continue
+        name = spec["package_from_580"] if int(branch) >= 580 else spec["package_before_580"]
+        extra_names.append(str(name).format(branch=branch))
+    extra_packages = tuple(pkg(n, "driver-extra", pattern=driver_pattern, upstream=drv)
+                           for n in extra_names)
 
     persistence_packages: tuple[Package, ...] = ()
     if profile.persistence:
@@ -288,6 +313,8 @@ def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] |
         ctk_packages=ctk_packages,
         cdi_refresh=cdi_refresh,
         fabric_manager_packages=fm_packages,
+        driver_extra_packages=extra_packages,
+        driver_libraries=tuple(pk.get("driver_libraries", ())),
         persistence_packages=persistence_packages,
         proprietary_packages=tuple(n.format(branch=branch) for n in pk["proprietary_module_packages"]),
         repositories=_repositories(profile, kb),
@@ -312,7 +339,8 @@ def _repositories(profile: Profile, kb: KnowledgeBase) -> tuple[Repository, ...]
         m = mirrors.cuda
         out.append(Repository(
             "cuda", m.url if m else nv["url"].format(**values), "/", (),
-            (m.key_url if m else None) or nv["key_url"].format(**values),
+            # The key file differs per OS (Debian 13's repository has its own key).
+            (m.key_url if m else None) or nv["key_url"].format(**values, key_file=osi.cuda_key_file),
             (m.key_fingerprint if m else None) or osi.cuda_key_fingerprint))
     if profile.container.toolkit:
         nv = kb.nvidia_repos["container_toolkit"]

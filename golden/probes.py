@@ -24,6 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from golden import hostprobes
+from golden.hostprobes import ProbeError as ProbeError
+
 #: The apt pin priority golden's preferences file gives every pinned package:
 #: above 1000 so that apt keeps (or moves to) the pinned version even where that
 #: is a downgrade, and so it wins over NVIDIA's own pinning package (1000).
@@ -36,18 +39,20 @@ OPEN_LICENSE = "Dual MIT/GPL"
 #: ``systemctl is-enabled`` states that mean "starts at boot".
 ENABLED_STATES = frozenset({"enabled", "enabled-runtime"})
 
-#: Fields asked of ``nvidia-smi --query-gpu`` (``--format=csv,noheader,nounits``), in order.
-GPU_FIELDS = ("index", "name", "uuid", "driver_version", "persistence_mode", "compute_cap",
-              "pci.bus_id")
+#: What the boot checks read of ``nvidia-smi --query-gpu``, by the first branch that names the
+#: driver's version that way. A field nvidia-smi no longer knows makes it reject the whole
+#: query, so only these are asked. From R595 ``nvidia-smi --help-query-gpu`` marks
+#: ``driver_version`` deprecated in favour of ``kmd_version`` (the R610 banner says
+#: ``KMD Version``; /work/shared/facts/nvidia-facts.md section 6).
+GPU_QUERY_ERAS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (595, ("index", "pci.bus_id", "kmd_version", "persistence_mode")),
+    (0, ("index", "pci.bus_id", "driver_version", "persistence_mode")),
+)
 
 #: dpkg-query format: one line per package, tab-separated. ``binary:Package``
 #: carries ``:amd64`` for Multi-Arch "same" packages; the parser splits it off.
 DPKG_FORMAT = ("${binary:Package}\t${Version}\t${db:Status-Abbrev}\t${source:Package}"
                "\t${source:Version}\n")
-
-
-class ProbeError(ValueError):
-    """Output that does not have the shape the parser knows."""
 
 
 def command(*argv: str) -> str:
@@ -72,8 +77,6 @@ def apt_policy_argv(name: str) -> tuple[str, ...]:
 
 SHOWHOLD_ARGV = ("apt-mark", "showhold")
 SMI_ARGV = ("nvidia-smi",)
-GPU_QUERY_ARGV = ("nvidia-smi", f"--query-gpu={','.join(GPU_FIELDS)}",
-                  "--format=csv,noheader,nounits")
 PROC_VERSION_PATH = "/proc/driver/nvidia/version"
 #: The release manifest the bake writes (profile, versions, build id).
 RELEASE_PATH = "/etc/golden/release.json"
@@ -87,6 +90,16 @@ CLOUD_INIT_STATUS_ARGV = ("cloud-init", "status", "--long")
 #: image package shipped (``modules.builtin``); leftovers from removed kernels lack it.
 KERNELS_ARGV = ("find", "/lib/modules/", "-mindepth", "2", "-maxdepth", "2",
                 "-name", "modules.builtin")
+
+
+def gpu_fields(branch: str) -> tuple[str, ...]:
+    """The :data:`GPU_QUERY_ERAS` fields for a driver branch (``"595"``)."""
+    return next(fields for since, fields in GPU_QUERY_ERAS if int(branch) >= since)
+
+
+def gpu_query_argv(branch: str) -> tuple[str, ...]:
+    return ("nvidia-smi", f"--query-gpu={','.join(gpu_fields(branch))}",
+            "--format=csv,noheader,nounits")
 
 
 def modinfo_argv(kernel: str, module: str) -> tuple[str, ...]:
@@ -131,17 +144,52 @@ def parse_smi_banner(text: str) -> SmiBanner:
     return SmiBanner(driver.group(1), cuda.group(1))
 
 
-def parse_gpu_query(text: str) -> list[dict[str, str]]:
-    """``nvidia-smi --query-gpu=<GPU_FIELDS> --format=csv,noheader,nounits``: one dict per GPU."""
+@dataclass(frozen=True)
+class GpuRow:
+    """One GPU in a ``--query-gpu`` answer: its fields, or why nvidia-smi could not read it."""
+
+    gpu: str                    # the index, or the PCI address when only that is known
+    fields: dict[str, str]
+    error: str | None = None
+
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("driver_version",)
+
+    @property
+    def driver_version(self) -> str | None:
+        return self.fields.get("kmd_version") or self.fields.get("driver_version")
+
+
+#: nvidia-smi's line for a GPU it cannot open; the others are still listed.
+_GPU_HANDLE_ERROR = re.compile(r"^Unable to determine the device handle for (?:GPU)?(\S+?):? (.+)$")
+#: Values nvidia-smi puts in a field it could not read for that GPU.
+_GPU_VALUE_ERRORS = ("[Unknown Error]", "[GPU requires reset]", "[GPU is lost]")
+
+
+def parse_gpu_query(text: str, fields: tuple[str, ...] = GPU_QUERY_ERAS[-1][1]) -> list[GpuRow]:
+    """``nvidia-smi --query-gpu=FIELDS --format=csv,noheader,nounits`` (stdout and stderr).
+
+    A GPU that nvidia-smi cannot read is a :class:`GpuRow` with ``error`` set,
+    not a failure of the whole answer; the other GPUs keep their rows.
+    """
     gpus = []
     for line in _lines(text):
         if line.startswith("No devices were found"):
             return []
+        if m := _GPU_HANDLE_ERROR.match(line):
+            gpus.append(GpuRow(m.group(1), {}, m.group(2).strip()))
+            continue
         values = line.split(", ")
-        if len(values) != len(GPU_FIELDS):
-            raise ProbeError(f"expected {len(GPU_FIELDS)} fields in nvidia-smi csv row: {line!r}")
-        gpus.append(dict(zip(GPU_FIELDS, values, strict=True)))
+        if len(values) != len(fields):
+            raise ProbeError(f"expected {len(fields)} fields in nvidia-smi csv row: {line!r}")
+        row = dict(zip(fields, values, strict=True))
+        bad = [f"{k}: {v}" for k, v in row.items() if v in _GPU_VALUE_ERRORS]
+        gpus.append(GpuRow(row.get("index", values[0]), row, "; ".join(bad) or None))
     return gpus
+
+
+def parse_gpu_query_r595(text: str) -> list[GpuRow]:
+    """:func:`parse_gpu_query` with the R595+ fields (``kmd_version``)."""
+    return parse_gpu_query(text, gpu_fields("595"))
 
 
 @dataclass(frozen=True)
@@ -377,6 +425,12 @@ def parse_toml_runtimes(text: str) -> list[str]:
         data: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProbeError(f"not TOML: {e}") from None
+    plugins = data.get("plugins")
+    if (isinstance(plugins, dict) and "cri" in plugins) or data.get("version") == 1:
+        # containerd reads a version 1 file with other table names (plugins.cri…); read as
+        # version 2 it would look like a config without runtimes.
+        raise ProbeError("containerd config version 1 (plugins.cri): not read; golden configures "
+                         "version 2 (plugins.\"io.containerd.grpc.v1.cri\") or 3")
     names: set[str] = set()
     for path in _TOML_RUNTIME_TABLES:
         node = data
@@ -385,6 +439,16 @@ def parse_toml_runtimes(text: str) -> list[str]:
         if isinstance(node, dict):
             names.update(node)
     return sorted(names)
+
+
+def parse_toml_imports(text: str) -> list[str]:
+    """A containerd config's ``imports``: the files (or globs) it reads after itself."""
+    try:
+        data: Any = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProbeError(f"not TOML: {e}") from None
+    imports = data.get("imports")
+    return [str(i) for i in imports] if isinstance(imports, list) else []
 
 
 def parse_runtime_config(path: str, text: str) -> list[str]:
@@ -540,6 +604,7 @@ def _call(attr: Any) -> Any:
 PARSERS: dict[str, Callable[[str], Any]] = {
     "nvidia-smi-banner": parse_smi_banner,
     "nvidia-smi-query-gpu": parse_gpu_query,
+    "nvidia-smi-query-gpu-r595": parse_gpu_query_r595,
     "proc-driver-version": parse_proc_version,
     "modinfo": parse_modinfo,
     "nvcc-version": parse_nvcc,
@@ -556,4 +621,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "modprobe": classify_modprobe,
     "gpu-check-status": parse_gpu_check_status,
     "kernels": parse_kernels,
+    "boot-kernels": hostprobes.parse_boot_kernels,
+    "modprobe-showconfig": hostprobes.parse_modprobe_config,
+    "keyctl-show": hostprobes.parse_keyctl_show,
+    "proc-keys": hostprobes.parse_proc_keys,
+    "ldconfig": hostprobes.parse_ldconfig,
 }

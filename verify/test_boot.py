@@ -17,12 +17,35 @@ CTR_CONTAINER = "golden-verify-gpu"
 
 
 @pytest.fixture(scope="module")
-def gpus(shell: Shell) -> list[dict[str, str]]:
-    out = shell.run(*probes.GPU_QUERY_ARGV)
-    if not out.ok and "No devices were found" not in out.stdout:
-        raise RuntimeError(f"nvidia-smi --query-gpu failed (exit {out.rc}): "
-                           f"{(out.stdout + out.stderr).strip()[:200]}")
-    return probes.parse_gpu_query(out.stdout)
+def gpu_rows(expect: dict[str, Any], shell: Shell) -> list[probes.GpuRow]:
+    """Every GPU nvidia-smi lists, with the fields of the driver's era; a GPU it cannot read
+    is a row with its error, not the end of the query."""
+    out = shell.run(*probes.gpu_query_argv(str(expect["driver"]["branch"])))
+    text = out.stdout + "\n" + out.stderr
+    rows = probes.parse_gpu_query(text, probes.gpu_fields(str(expect["driver"]["branch"])))
+    if not out.ok and not rows and "No devices were found" not in text:
+        raise RuntimeError(f"nvidia-smi --query-gpu failed (exit {out.rc}): {text.strip()[:200]}")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def gpus(gpu_rows: list[probes.GpuRow]) -> list[dict[str, str]]:
+    """The GPUs nvidia-smi could read (the others fail ``test_gpu_readable``)."""
+    return [r.fields for r in gpu_rows if r.error is None]
+
+
+def test_gpu_readable(gpu_rows: list[probes.GpuRow], driver: DriverExpect,
+                      record: Record) -> None:
+    """Each GPU answers the query, at the driver's version; one GPU's error is its own failure."""
+    results = []
+    for row in gpu_rows:
+        if row.error is not None:
+            results.append(record(f"gpu[{row.gpu}]", "readable", f"error: {row.error}", False))
+        else:
+            results.append(record(f"gpu[{row.gpu}]", driver.describe(), row.driver_version,
+                                  driver.matches(row.driver_version),
+                                  row.fields.get("pci.bus_id", "")))
+    assert record("gpus", "at least one GPU", len(gpu_rows), bool(gpu_rows)) and all(results)
 
 
 def test_nvidia_smi(expect: dict[str, Any], shell: Shell, driver: DriverExpect,

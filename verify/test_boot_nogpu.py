@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import hostprobes, probes
 from verify.lib import Record, Shell
 
 pytestmark = pytest.mark.phase("boot-nogpu")
@@ -21,8 +21,6 @@ FAIL_WITHOUT_GPU = frozenset({
 #: cloud-init may still be finishing when the check starts; wait for it, but not forever
 #: (the boot test waits for the boot to finish before the suite starts).
 CLOUD_INIT_WAIT_S = "300"
-#: What the kernel says when it loads a module without a valid signature.
-UNSIGNED_LOG = "module verification failed"
 
 
 def test_multi_user_target(shell: Shell, record: Record) -> None:
@@ -61,23 +59,39 @@ def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell,
                   verdict in ("no-device", "loaded"), said.strip()[-400:])
 
 
-def test_module_signature(expect: dict[str, Any], shell: Shell, kernel_name: str, record: Record) -> None:
-    """Signed or not is reported; unsigned is an error only when the profile wants Secure Boot."""
+def test_module_signature(expect: dict[str, Any], shell: Shell, record: Record) -> None:
+    """Signed or not, and by a key the kernel trusts, read off the module itself.
+
+    The kernel's ``module verification failed`` line is no evidence either way:
+    it is printed once per boot (``pr_notice_once``), for whichever unsigned
+    module loads first. Unsigned or untrusted is an error only when the profile
+    wants Secure Boot.
+    """
     module = expect["driver"]["module"]
-    signer = shell.run("modinfo", "-F", "signer", module).stdout.strip()
-    # The kernel logs "<name>: module verification failed: ..." when the signature is missing
-    # or its key is not trusted (a DKMS key that was never enrolled): Secure Boot would refuse
-    # the module either way. <name> is the module's own name (nvidia), not its file's.
-    prefix = f"{kernel_name}: {UNSIGNED_LOG}"
-    refused = any(prefix in line for line in _kernel_log(shell).splitlines())
+    signer = shell.run("modinfo", "-F", "signer", module).stdout.strip() or None
+    sig_key = shell.run("modinfo", "-F", "sig_key", module).stdout.strip() or None
+    keys, source = _trusted_keys(shell)
+    verdict = hostprobes.signature_verdict(signer, sig_key, keys)
     state = f"signed by {signer}" if signer else "unsigned"
-    if refused:
-        state += " (kernel: module verification failed)"
+    state += ", key trusted" if verdict.trusted else ", key not trusted" if signer else ""
     secure_boot = bool(expect.get("secure_boot"))
-    trusted = bool(signer) and not refused
     assert record(f"module-signature[{module}]", "signed, key trusted" if secure_boot else "reported",
-                  state, trusted or not secure_boot,
-                  "" if trusted else "Secure Boot would refuse this module")
+                  state, verdict.trusted or not secure_boot,
+                  f"{verdict.detail} (keys from {source})"
+                  + ("" if verdict.trusted else "; Secure Boot would refuse this module"))
+
+
+def _trusted_keys(shell: Shell) -> tuple[list[hostprobes.TrustedKey], str]:
+    """The keys in the kernel's keyrings: keyctl when the image has it, else /proc/keys."""
+    if shell.run("sh", "-c", "command -v keyctl").ok:
+        keys = []
+        for ring in hostprobes.KEYRINGS:
+            out = shell.run(*hostprobes.keyctl_show_argv(ring))
+            if out.ok:
+                keys += hostprobes.parse_keyctl_show(out.stdout)
+        return keys, "keyctl"
+    text = shell.read(hostprobes.PROC_KEYS_PATH) or ""
+    return hostprobes.parse_proc_keys(text), hostprobes.PROC_KEYS_PATH
 
 
 def test_gpu_check_status(shell: Shell, record: Record) -> None:

@@ -21,17 +21,57 @@ def test_ctk_version(expect: dict[str, Any], shell: Shell, record: Record) -> No
     assert record("ctk-version", toolkit, got, got == toolkit)
 
 
+#: The file containerd reads first; its ``imports`` name the drop-ins it reads after it.
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+
+
 def test_runtime_config(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     container = expect["container"]
     path = container.get("config")
     if not container["toolkit"] or not path:
         record.skip("runtime-config", "no container runtime or no container toolkit")
+    if container["runtime"] == "containerd":
+        _containerd_config(shell, record)
+        return
     text = shell.read(path)
     if text is None:
         record.fail("runtime-config", f"runtime nvidia in {path}", "no such file")
     names = probes.parse_runtime_config(path, text)
     assert record("runtime-config", f"runtime nvidia in {path}", names or "no runtimes",
                   "nvidia" in names)
+
+
+def _containerd_config(shell: Shell, record: Record) -> None:
+    """What containerd itself reads: config.toml, then the files its ``imports`` name.
+
+    nvidia-ctk without ``--drop-in-config`` writes the runtime into config.toml
+    itself; with it, into a drop-in that only counts if config.toml imports it.
+    """
+    expected = f"runtime nvidia in {CONTAINERD_CONFIG} or a file it imports"
+    text = shell.read(CONTAINERD_CONFIG)
+    if text is None:
+        record.fail("runtime-config", expected, f"no {CONTAINERD_CONFIG}")
+    read = {CONTAINERD_CONFIG: text}
+    try:
+        for pattern in probes.parse_toml_imports(text):
+            for path in _expand(shell, pattern):
+                read[path] = shell.read(path) or ""
+        found = {p: probes.parse_toml_runtimes(t) for p, t in read.items()}
+    except probes.ProbeError as e:
+        record.fail("runtime-config", expected, "a config golden does not read", str(e))
+    names = sorted({n for v in found.values() for n in v})
+    where = [p for p, v in found.items() if "nvidia" in v]
+    assert record("runtime-config", expected, names or "no runtimes", bool(where),
+                  f"read {', '.join(read)}; nvidia in {', '.join(where) or 'none'}")
+
+
+def _expand(shell: Shell, pattern: str) -> list[str]:
+    """An ``imports`` entry as containerd expands it (a glob in the last component)."""
+    directory, _, name = pattern.rpartition("/")
+    if not any(c in name for c in "*?["):
+        return [pattern] if shell.read(pattern) is not None else []
+    out = shell.run("find", f"{directory}/", "-maxdepth", "1", "-name", name)
+    return sorted(line for line in out.stdout.splitlines() if line.strip())
 
 
 def test_runtime_enabled(expect: dict[str, Any], shell: Shell, record: Record) -> None:

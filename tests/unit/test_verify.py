@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import hostprobes, probes
 from golden.errors import GoldenError
 from golden.kb import load
 from golden.plan import make_plan
@@ -122,7 +122,8 @@ def _installed(*names: str) -> dict[str, probes.DebPackage]:
 
 
 def _machine_expectations(tmp_path: Path, driver_sources: list[str], driver_version: str | None,
-                          packages: list[dict[str, Any]]) -> Path:
+                          packages: list[dict[str, Any]],
+                          libraries: list[str] | None = None) -> Path:
     """Schema-1 expectations with every optional component absent, about this machine."""
     branch = (driver_version or "0").split(".")[0]
     data = {
@@ -130,7 +131,7 @@ def _machine_expectations(tmp_path: Path, driver_sources: list[str], driver_vers
         "driver": {"branch": branch, "version": driver_version, "flavor": "open",
                    "source": "distro", "open_required": False, "module": "no-such-module-xyz",
                    "cuda_ceiling": "12.2", "sources": driver_sources,
-                   "pattern": f"{driver_version}-*"},
+                   "pattern": f"{driver_version}-*", "libraries": libraries or []},
         "packages": [{"group": "test", "version": None, "pattern": None, "upstream": None,
                       "hold": False, **p} for p in packages],
         "proprietary_packages": [],
@@ -209,6 +210,25 @@ def test_local_run_sees_driver_packages_disagree(tmp_path: Path) -> None:
     status = {c.name: c.status for c in report.checks}
     assert status["driver-packages-agree"] == "failed"
     assert not report.passed
+
+
+@pytest.mark.integration
+def test_local_run_checks_each_driver_library_and_its_version(tmp_path: Path) -> None:
+    """libz.so.1 stands in for a driver library: its real file name carries its version."""
+    cache = hostprobes.parse_ldconfig(run(list(hostprobes.LDCONFIG_ARGV)).stdout)
+    if "libz.so.1" not in cache:
+        pytest.skip("needs zlib in the dynamic linker's cache")
+    version = hostprobes.library_version("libz.so.1", str(Path(cache["libz.so.1"]).resolve()))
+    assert version
+    exp = _machine_expectations(tmp_path, ["no-such-source"], version, [],
+                                libraries=["libz.so.1", "libcuda.so.1"])
+    report = run_verify(exp, "local://", "bake", tmp_path / "report.json")
+    checks = {c.name: c for c in report.checks}
+    assert checks["library[libz.so.1]"].status == "passed", checks["library[libz.so.1]"]
+    assert checks["library[libcuda.so.1]"].status == "failed"
+    assert checks["library[libcuda.so.1]"].actual == "not in ld.so.cache"
+    # No /lib/firmware/nvidia/<version>/ here: the open module's GSP firmware is missing.
+    assert checks["gsp-firmware"].status == "failed"
 
 
 # -- chroot -------------------------------------------------------------------------------------

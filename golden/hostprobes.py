@@ -1,0 +1,248 @@
+"""Probes of what the image would boot with: kernels, modprobe config, trusted keys, libraries.
+
+Like :mod:`golden.probes` (which registers these parsers for the fixture tests),
+each is a command plus a pure parser of what it prints.
+
+>>> parse_boot_kernels("/boot/vmlinuz-6.1.0-50-cloud-amd64\\n")
+['6.1.0-50-cloud-amd64']
+>>> library_version("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/nvidia/current/libcuda.so.535.261.03")
+'535.261.03'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+#: Kernel images a bootloader can boot: plain files (``/boot/vmlinuz`` and
+#: ``vmlinuz.old`` are symlinks to them and are skipped).
+BOOT_KERNELS_ARGV = ("find", "/boot/", "-maxdepth", "1", "-type", "f", "-name", "vmlinuz-*")
+#: The effective modprobe configuration (every modprobe.d directory, in kmod's order).
+MODPROBE_CONFIG_ARGV = ("modprobe", "--showconfig")
+#: The dynamic linker's cache: what a program (or the container toolkit) resolves a soname to.
+LDCONFIG_ARGV = ("ldconfig", "-p")
+PROC_KEYS_PATH = "/proc/keys"
+#: The keyrings the kernel verifies module signatures against: the built-in keys,
+#: the secondary keyring and the machine keyring (MOKs, linked into the secondary
+#: one since Linux 5.19). ``.platform`` holds firmware (UEFI db) keys, which the
+#: kernel uses for kexec and IMA only, never for modules.
+MODULE_KEYRINGS = (".builtin_trusted_keys", ".secondary_trusted_keys", ".machine")
+PLATFORM_KEYRING = ".platform"
+KEYRINGS = (*MODULE_KEYRINGS, PLATFORM_KEYRING)
+
+
+class ProbeError(ValueError):
+    """Output that does not have the shape the parser knows (re-exported by golden.probes)."""
+
+
+def keyctl_show_argv(keyring: str) -> tuple[str, ...]:
+    """keyutils' ``keyctl show %:NAME``: the keys linked into a named keyring."""
+    return ("keyctl", "show", f"%:{keyring}")
+
+
+def firmware_argv(version: str) -> tuple[str, ...]:
+    """The GSP firmware files the open module loads for ``version`` (``firmware:`` in modinfo)."""
+    return ("find", f"/lib/firmware/nvidia/{version}/", "-maxdepth", "1", "-name", "gsp_*.bin")
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+def parse_boot_kernels(text: str) -> list[str]:
+    """Output of :data:`BOOT_KERNELS_ARGV`: the kernel releases with an image in /boot, sorted."""
+    names = (line.rsplit("/", 1)[-1] for line in _lines(text))
+    return sorted({n.removeprefix("vmlinuz-") for n in names if n.startswith("vmlinuz-")})
+
+
+_ABI = re.compile(r"^\d+\.\d+\.\d+")
+
+
+def kernels_from_packages(names: Iterable[str]) -> list[str]:
+    """Kernel releases of installed ``linux-image-<release>`` packages (metapackages skipped).
+
+    ``linux-image-6.1.0-50-cloud-amd64`` -> ``6.1.0-50-cloud-amd64``; Debian's
+    ``…-unsigned`` builds and Ubuntu's ``linux-image-unsigned-…`` name the same kernel.
+    """
+    out = set()
+    for name in names:
+        rest = name.removeprefix("linux-image-").removeprefix("unsigned-").removesuffix("-unsigned")
+        if name.startswith("linux-image-") and _ABI.match(rest):
+            out.add(rest)
+    return sorted(out)
+
+
+def bootable_kernels(pinned: str | None, module_trees: Iterable[str], boot_images: Iterable[str],
+                     packaged: Iterable[str]) -> list[str]:
+    """Every kernel the module must exist for: the pinned one and any other the image can boot.
+
+    A pinned kernel does not narrow this: a second kernel installed after the
+    module was built is booted by a bootloader that picks the newest, so it is
+    checked (and fails without a module) like any other.
+    """
+    return sorted({*([pinned] if pinned else []), *module_trees, *boot_images, *packaged})
+
+
+# -- modprobe configuration ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModprobeConfig:
+    """``modprobe --showconfig``: blacklists and install commands, by normalized module name."""
+
+    blacklist: frozenset[str]
+    install: dict[str, str] = field(default_factory=dict)
+
+    def problems(self, names: Iterable[str]) -> list[str]:
+        """Why one of the driver's modules (by file or own name) would not load, if it would not.
+
+        A blacklist stops loading by alias (udev, at boot). An ``install`` line
+        replaces loading: it is refused unless its command still runs modprobe
+        (Debian's own ``install nvidia modprobe -i nvidia-current-open …`` does).
+        """
+        out = []
+        for name in sorted({normalize_module(n) for n in names}):
+            if name in self.blacklist:
+                out.append(f"blacklist {name}")
+            command = self.install.get(name)
+            if command is not None and not any(w.rsplit("/", 1)[-1] == "modprobe"
+                                               for w in command.split()):
+                out.append(f"install {name} {command}")
+        return out
+
+
+def normalize_module(name: str) -> str:
+    """kmod's name for a module: dashes read as underscores (``nvidia-current-open``)."""
+    return name.replace("-", "_")
+
+
+def parse_modprobe_config(text: str) -> ModprobeConfig:
+    """``modprobe --showconfig``: stops at kmod's ``# End of configuration files`` marker."""
+    blacklist: set[str] = set()
+    install: dict[str, str] = {}
+    for line in _lines(text):
+        if line.startswith("# End of configuration files"):
+            break
+        words = line.split(None, 2)
+        if len(words) >= 2 and words[0] == "blacklist":
+            blacklist.add(normalize_module(words[1]))
+        elif len(words) == 3 and words[0] == "install":
+            install[normalize_module(words[1])] = words[2]
+    return ModprobeConfig(frozenset(blacklist), install)
+
+
+# -- keys the kernel trusts ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """An X.509 key in a kernel keyring: its subject name and key identifier (hex)."""
+
+    keyring: str | None     # None: read from /proc/keys, which does not say which ring
+    name: str
+    key_id: str
+
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("trusts_modules",)
+
+    @property
+    def trusts_modules(self) -> bool:
+        return self.keyring != PLATFORM_KEYRING
+
+
+# An asymmetric key's description is "<subject CN>: <subject key identifier, hex>".
+_KEY_DESC = re.compile(r"^(.+?): ([0-9a-f]{8,})\b")
+_KEYCTL_KEY = re.compile(r"^\s*\d+\s+\S+\s+\S+\s+\S+\s+[ |]*\\_ asymmetric: (.+)$")
+_PROC_KEY = re.compile(r"^[0-9a-f]{8} \S+\s+\d+\s+\S+\s+[0-9a-f]{8}\s+\d+\s+\d+ asymmetri (.+)$")
+
+
+def parse_keyctl_show(text: str) -> list[TrustedKey]:
+    """``keyctl show %:KEYRING``: the asymmetric keys linked into it or a keyring below it.
+
+    Lines look like ``936279598 ---lswrv      0     0   \\_ asymmetric: Debian
+    Secure Boot CA: 6ccece7e…``; a key belongs to the nearest keyring line above
+    it (``\\_ keyring: .machine`` linked into ``.secondary_trusted_keys``).
+    """
+    ring: str | None = None
+    keys = []
+    for line in text.splitlines():
+        if m := re.search(r"keyring: (\S+)", line):
+            ring = m.group(1)
+        if (m := _KEYCTL_KEY.match(line)) and (d := _KEY_DESC.match(m.group(1))):
+            keys.append(TrustedKey(ring, d.group(1), d.group(2)))
+    if not keys and "keyring:" not in text:
+        raise ProbeError(f"not keyctl show output: {_head(text)}")
+    return keys
+
+
+def parse_proc_keys(text: str) -> list[TrustedKey]:
+    """``/proc/keys`` (root sees the system keyrings' keys): every asymmetric key.
+
+    The type column is cut to nine characters (``asymmetri``); the description
+    is followed by ``: X509.rsa <last 4 bytes of the id> []``.
+    """
+    keys = []
+    for line in text.splitlines():
+        if (m := _PROC_KEY.match(line)) and (d := _KEY_DESC.match(m.group(1))):
+            keys.append(TrustedKey(None, d.group(1), d.group(2)))
+    return keys
+
+
+@dataclass(frozen=True)
+class SignatureVerdict:
+    trusted: bool
+    detail: str
+
+
+def signature_verdict(signer: str | None, sig_key: str | None,
+                      keys: Iterable[TrustedKey]) -> SignatureVerdict:
+    """Whether a module's own signature (``modinfo -F signer``/``sig_key``) is one the kernel trusts.
+
+    The key matches by identifier when ``sig_key`` is the key's subject key
+    identifier, else by the signer's name (kmod reports a PKCS#7 signer by its
+    certificate's name and serial number, which the keyring does not show).
+    A key found only in ``.platform`` does not count: modules are not checked
+    against it.
+    """
+    if not signer:
+        return SignatureVerdict(False, "the module is not signed")
+    wanted = (sig_key or "").replace(":", "").lower()
+    keys = list(keys)
+    for by_id in (True, False):
+        for key in keys:
+            if (wanted and key.key_id == wanted) if by_id else key.name == signer:
+                how = "key id" if by_id else "signer name"
+                ring = key.keyring or "a system keyring (/proc/keys)"
+                if not key.trusts_modules:
+                    return SignatureVerdict(False, f"{signer}: only in {ring}, which the kernel "
+                                                   "does not verify modules against")
+                return SignatureVerdict(True, f"{key.name} in {ring} (matched by {how})")
+    return SignatureVerdict(False, f"no key for {signer} (sig_key {sig_key or 'none'}) "
+                                   f"among {len(keys)} trusted key(s)")
+
+
+# -- libraries and firmware ----------------------------------------------------------------------
+
+def parse_ldconfig(text: str) -> dict[str, str]:
+    """``ldconfig -p``: soname -> path, for the native ABI (the first entry per soname wins)."""
+    out: dict[str, str] = {}
+    for line in _lines(text):
+        m = re.match(r"^(\S+) \(([^)]*)\) => (\S+)$", line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = m.group(3)
+    if not out and "libs found in cache" not in text:
+        raise ProbeError(f"not ldconfig -p output: {_head(text)}")
+    return out
+
+
+def library_version(soname: str, real_path: str) -> str | None:
+    """The driver version in a library's real file name (``libcuda.so.535.261.03``), if any."""
+    stem = soname.split(".so", 1)[0] + ".so."
+    base = real_path.rstrip().rsplit("/", 1)[-1]
+    return base.removeprefix(stem) if base.startswith(stem) and base != soname else None
+
+
+def _lines(text: str) -> Iterable[str]:
+    return (line.strip() for line in text.splitlines() if line.strip())
+
+
+def _head(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return repr(first[:120]) if first else "(empty)"
