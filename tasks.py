@@ -20,8 +20,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
-from golden import commands
+from golden import cli, commands
 from golden.errors import GoldenError
+
+cli.install()  # invoke's own parse errors (a flag without a value) as `error: --flag: ...`
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +63,9 @@ def _cli(fn: F) -> F:
             out = fn(*args, **kwargs)
         except GoldenError as exc:
             sys.stdout.flush()
-            raise Exit(f"error: {exc.line()}" + (f"\nhint: {exc.hint}" if exc.hint else ""), code=1) from None
+            hint = exc.hint_line()
+            lines = [f"error: {line}" for line in exc.lines()] + ([f"hint: {hint}"] if hint else [])
+            raise Exit("\n".join(lines), code=1) from None
         except KeyboardInterrupt:
             raise Exit("error: interrupted", code=130) from None
         if out:
@@ -217,6 +221,24 @@ def boot_test_(c: Context, profile: str) -> str:
 lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
 
 
+# -- setup: tools golden installs itself --------------------------------------
+
+@task(name="packer", help={"profile": "only if this profile bakes on EC2 and no suitable Packer is present",
+                           "target": "amazon-ebs | local (default: the profile's)"})
+@_cli
+def setup_packer(c: Context, profile: str | None = None, target: str | None = None) -> str:
+    """Install the pinned Packer (golden/data/packer.yaml) from HashiCorp's release site, verified.
+
+    Checks the SHA256SUMS signature against HashiCorp's pinned key and the
+    archive against the signed and the pinned digest; installs into .venv only."""
+    from golden import packer_install
+
+    return packer_install.setup(profile, target)
+
+
+setup_ns = Collection("setup", setup_packer)
+
+
 # -- AWS: publish (golden/aws/) ------------------------------------------------
 
 @task(help={"profile": "only this profile (default: every profile in images.lock)",
@@ -225,14 +247,12 @@ lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
             "deprecate_after_days": "days until a superseded AMI is deprecated (never deleted)"})
 @_cli
 def publish(c: Context, profile: str | None = None, channel: str | None = None, dry_run: bool = False,
-            deprecate_after_days: int = 14) -> str:
+            deprecate_after_days: str = "14") -> str:
     """Publish images.lock's channels to EC2: copy to regions, share, SSM pointers, channel tags."""
-    import datetime as dt
-
     from golden.aws import publish as aws_publish
 
     return aws_publish.publish(profile, channel, dry_run=dry_run,
-                               deprecate_after=dt.timedelta(days=deprecate_after_days))
+                               deprecate_after=aws_publish.deprecate_after_days(deprecate_after_days))
 
 
 ns = Collection(profiles, check, matrix, render, build, verify, test)
@@ -241,4 +261,5 @@ ns.add_task(plan_)
 ns.add_task(promote_)
 ns.add_task(revoke_)
 ns.add_collection(lock_ns)
+ns.add_collection(setup_ns)
 ns.add_task(boot_test_)

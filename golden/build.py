@@ -74,6 +74,10 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     packages = {str(k): str(v) for k, v in (resolved.get("packages") or {}).items()}
     plan = gated_plan(name, kb, resolved=packages, profiles_dir=profiles_dir)
     kind = target_of(plan.profile, target)
+    if kind is TargetKind.AMAZON_EBS:
+        from golden.aws.clients import builder_cidr
+
+        builder_cidr()  # refuse a bad GOLDEN_BUILDER_CIDR before anything is written
     out_dir = build_root / name
     with step(f"Rendering {name}"):
         render.render(plan, out_dir, scripts_dir=scripts_dir)
@@ -121,21 +125,13 @@ def source_ami_from_lock(name: str, lock_path: Path) -> str:
     return ami
 
 
-def builder_cidr() -> str:
-    """The address the temporary security group admits on SSH: GOLDEN_BUILDER_CIDR (a.b.c.d/32).
-
-    Without it the template's default admits nobody, and the bake fails closed
-    at SSH rather than opening port 22 to the world.
-    """
-    return os.environ.get("GOLDEN_BUILDER_CIDR", "127.0.0.1/32")
-
-
 def bake_ebs(plan: BuildPlan, out_dir: Path, build_id: str, *, source_ami: str) -> dict[str, Any]:
     """Bake on EC2 with the amazon-ebs source; the build entry's artifacts are region -> AMI id.
 
     Packer's manifest is read after the build: only the last run's entries count.
     """
     from golden.aws import manifest
+    from golden.aws.clients import builder_cidr
 
     variables = {"build_id": build_id, "git_commit": git_commit(), "source_ami": source_ami,
                  "builder_cidr": builder_cidr()}

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from golden import ROOT, gate, matrix, packer, render
-from golden.errors import GoldenError
+from golden.errors import GoldenError, Several
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
 from golden.plan import BuildPlan, make_plan
@@ -25,15 +25,15 @@ BUILD = ROOT / "build"
 def profiles() -> str:
     kb = load_kb()
     rows = []
-    errors: list[str] = []
-    for p in load_all(PROFILES, kb, on_error=lambda e: errors.append(e.line())):
+    errors: list[GoldenError] = []
+    for p in load_all(PROFILES, kb, on_error=errors.append):
         rows.append((p.name, p.gpu, p.driver.branch + (f" ({p.driver.version})" if p.driver.version else ""),
                      p.driver.flavor.value, p.cuda_toolkit or "-", p.container.toolkit or "-",
                      p.container.runtime.value, p.os.value, p.target.kind.value))
     out = table(("profile", "gpu", "branch", "module", "cuda", "ctk", "runtime", "os", "target"), rows)
-    if errors:
-        out += "\n" + "\n".join(f"error: {e}" for e in errors)
-        raise GoldenError(f"{len(errors)} profile(s) failed to load", where="profiles/") from None
+    if errors:  # the profiles that load, then each broken file's own error line
+        print(out, flush=True)
+        raise Several(errors)
     return out
 
 
@@ -135,6 +135,7 @@ def describe(plan: BuildPlan, kind: TargetKind, out_dir: Path) -> str:
         f"dry run: nothing was built. {p.name} would be baked:",
         f"  where     {where}",
         f"  packer    packer build -only={source.removeprefix('source.')} {_rel(out_dir)}",
+        f"  using     {packer.choice().describe()}",
         f"  os        {p.os.value} {p.arch.value}, kernel {p.kernel or 'of the base image (held)'}",
         f"  driver    R{p.driver.branch} {p.driver.flavor.value} from {p.driver.source.value}"
         + (f", exactly {p.driver.version}" if p.driver.version else ", newest in the branch at resolve time"),
@@ -163,8 +164,9 @@ def build(name: str, target: str | None, *, locked: bool = False) -> str:
 
 def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
     """Render the profile's expectations and run the verification suite against ``host``."""
-    from golden.verify import run_verify  # pulls in pytest only when verifying
+    from golden.verify import host_args, run_verify  # pulls in pytest only when verifying
 
+    host_args(host)  # refuse a bad host before anything is rendered or written
     kb = load_kb()
     plan = gated_plan(name, kb)
     out_dir = BUILD / name

@@ -19,10 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from golden import ROOT, lockfile
-from golden.errors import GoldenError
+from golden.errors import GoldenError, shown
 from golden.profile import PROFILES, profile_names
 from golden.run import run
 
@@ -34,6 +32,16 @@ def _group(packages: Mapping[str, str], prefixes: tuple[str, ...]) -> str:
     return ", ".join(found) or "-"
 
 
+def _artifact(value: Any) -> str:
+    """An artifact as a reviewer reads it: an AMI id whole (``us-east-1: ami-…``, what
+    bake_ebs writes), a local image by the first 12 digits of its sha256."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return f"{value.get('sha256', value.get('ami', '?'))!s:.12}"
+    return "?"
+
+
 def facts(entry: Mapping[str, Any] | None) -> dict[str, str]:
     """What a reviewer compares for one profile, as short strings."""
     entry = entry or {}
@@ -43,8 +51,8 @@ def facts(entry: Mapping[str, Any] | None) -> dict[str, str]:
     builds = entry.get("builds") or []
     newest = builds[0] if builds else {}
     artifacts = newest.get("artifacts") or {}
-    art = ", ".join(f"{k}:{(v or {}).get('sha256', (v or {}).get('ami', '?'))!s:.12}"
-                    for k, v in sorted(artifacts.items())) if isinstance(artifacts, dict) else "-"
+    art = ", ".join(f"{k}:{_artifact(v)}" for k, v in sorted(artifacts.items())) \
+        if isinstance(artifacts, dict) else "-"
     channels = entry.get("channels") or {}
     return {
         "driver": str(resolved.get("driver_version") or "-"),
@@ -68,15 +76,15 @@ def diff(old: lockfile.Lock, new: lockfile.Lock) -> list[Row]:
 
 def load_at(ref: str, lock_path: Path = lockfile.LOCK_PATH, repo: Path = ROOT) -> lockfile.Lock:
     """images.lock as committed at ``ref`` (empty when the file did not exist there)."""
-    if ref.startswith("-"):
-        raise GoldenError(f"not a git ref: {ref!r}", where="--base")
-    rel = lock_path.resolve().relative_to(repo.resolve())
+    if ref.startswith("-") or not ref or any(c.isspace() or not c.isprintable() for c in ref):
+        raise GoldenError(f"not a git ref: {shown(ref)}", where="--base")
+    rel = lock_path.absolute().relative_to(repo.resolve())
     proc = run(["git", "-C", str(repo), "show", f"{ref}:{rel}"], check=False)
     if proc.returncode != 0:
         if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
             return lockfile.empty()
         raise GoldenError(f"git show {ref}:{rel} failed: {proc.stderr.strip()[:200]}", where="--base")
-    data = yaml.safe_load(proc.stdout) if proc.stdout.strip() else None
+    data = lockfile.loads(proc.stdout, Path(f"{ref}:{rel}"))
     return lockfile.validate(data, Path(f"{ref}:{rel}")) if data is not None else lockfile.empty()
 
 

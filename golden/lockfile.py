@@ -10,19 +10,19 @@ land and a crash mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from golden import ROOT
-from golden.errors import GoldenError
+from golden import ROOT, yamlfile
+from golden.errors import GoldenError, shown
 from golden.profile import PROFILES, merged_data
 
 LOCK_VERSION = 1
@@ -54,10 +54,8 @@ def _fail(path: Path, key: str, message: str) -> GoldenError:
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    absolute = path.absolute()  # not resolve(): a symlink loop must not raise here
+    return str(absolute.relative_to(ROOT)) if absolute.is_relative_to(ROOT) else str(path)
 
 
 def validate(data: Any, path: Path) -> Lock:
@@ -65,8 +63,9 @@ def validate(data: Any, path: Path) -> Lock:
     if not isinstance(data, dict):
         raise _fail(path, "(top)", "must be a mapping with lock_version and profiles")
     version = data.get("lock_version")
-    if not isinstance(version, int):
-        raise _fail(path, "lock_version", f"an integer; this golden writes {LOCK_VERSION}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _fail(path, "lock_version", f"an integer from 1; this golden writes {LOCK_VERSION}; "
+                                          f"got {shown(version)}")
     if version > LOCK_VERSION:
         raise _fail(path, "lock_version", f"{version} is newer than this golden understands ({LOCK_VERSION}); "
                                           "update golden")
@@ -130,33 +129,63 @@ def record_boot_test(lock: Lock, profile: str, build_id: str, result: dict[str, 
 
 
 def load(path: Path = LOCK_PATH) -> Lock:
-    if not path.exists():
-        return empty()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise _fail(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if data is None:
-        return empty()
-    return validate(data, path)
+    """The lock (empty when there is none); at most 16 MiB, no duplicate keys, no aliases."""
+    data = loads(read(path), path)
+    return empty() if data is None else validate(data, path)
+
+
+def read(path: Path) -> str:
+    """The lock's text ("" when there is none), read as :mod:`golden.yamlfile` reads files."""
+    if not os.path.lexists(path):
+        return ""
+    return yamlfile.read_text(path, _shown(path), limit=yamlfile.LOCK_LIMIT, what="lock file")
+
+
+def loads(text: str, path: Path) -> Any:
+    if len(text) > yamlfile.LOCK_LIMIT:
+        raise _fail(path, "(top)", f"larger than the {yamlfile.LOCK_LIMIT >> 20} MiB a lock file may be")
+    return yamlfile.loads(text, _shown(path)) if text.strip() else None
 
 
 def dump(lock: Lock) -> str:
     header = ("# images.lock: written by golden (invoke build, lock.resolve, promote, revoke).\n"
               "# Review changes in pull requests; `git log -p images.lock` is the audit trail.\n")
-    return header + yaml.safe_dump(lock, sort_keys=True, default_flow_style=False, width=100,
-                                   allow_unicode=True)
+    return header + yamlfile.dumps(lock)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory, fsync, rename, fsync the directory."""
+    """Write via a temporary file in the same directory, fsync, rename, fsync the directory.
+
+    The new file keeps the old one's mode (a new one gets 0644 less the umask);
+    any failure (a full disk, an immutable file, a read-only directory) is one
+    error line and leaves the old file as it was.
+    """
+    try:
+        _write_atomic(path, text)
+    except OSError as exc:
+        raise _fail(path, "(write)", f"cannot write: {exc.strerror or type(exc).__name__}; "
+                                     "the lock is unchanged") from None
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o644 & ~umask
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    mode = _mode_for(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         Path(tmp).replace(path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -171,13 +200,24 @@ def write_atomic(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the sidecar ``.images.lock.flock``; a symlink there is refused
+    (O_NOFOLLOW), so the lock never creates or truncates a file somewhere else."""
     guard = path.with_name(f".{path.name}.flock")
-    with guard.open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        fd = os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        why = "a symbolic link: refused" if exc.errno == errno.ELOOP else exc.strerror or type(exc).__name__
+        raise _fail(guard, "(lock)", f"cannot take the lock: {why}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _fail(guard, "(lock)", "cannot take the lock: not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def update(change: Callable[[Lock], None], path: Path = LOCK_PATH) -> Lock:

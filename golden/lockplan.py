@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from golden import lockfile
-from golden.errors import GoldenError
+from golden.errors import GoldenError, Several
 from golden.profile import PROFILES, profile_names
 
 
@@ -105,8 +105,24 @@ def render(decisions: list[Decision], *, as_json: bool) -> str:
 
 
 def plan_cmd(profile: str | None, all_: bool, as_json: bool, refresh: bool) -> str:
-    """``invoke plan``: one profile or all."""
+    """``invoke plan``: one profile or all. A profile that does not load is an error (its own
+    line); with ``--all`` the others are still planned and printed first."""
     if bool(profile) == all_:
         raise GoldenError("give --profile NAME or --all", where="plan")
-    names = profile_names() if all_ else [str(profile)]
-    return render(plan(names, refresh=refresh), as_json=as_json)
+    from golden.kb import load as load_kb
+    from golden.profile import load_profile
+
+    kb = load_kb()
+    names: list[str] = []
+    broken: list[GoldenError] = []
+    for name in profile_names() if all_ else [str(profile)]:
+        try:
+            load_profile(name, kb=kb)
+            names.append(name)
+        except GoldenError as exc:
+            broken.append(exc)
+    if not broken:
+        return render(plan(names, refresh=refresh), as_json=as_json)
+    if names:
+        print(render(plan(names, refresh=refresh), as_json=as_json), flush=True)
+    raise Several(broken)

@@ -10,17 +10,17 @@ file that set the offending key, the key path and what is allowed::
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from golden import ROOT, versions
-from golden.errors import ProfileError
+from golden import ROOT, versions, yamlfile
+from golden.errors import GoldenError, ProfileError, shown
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
 
@@ -36,6 +36,14 @@ OWNER = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
 SSM_PARAMETER = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 AMI_NAME_FILTER = re.compile(r"^[A-Za-z0-9 ._*?()/:-]{1,128}$")
 DESCRIPTION = re.compile(r"^[^\x00-\x1f\x7f\"\\$`{}%<>]{0,200}$")
+#: How many files an ``extends`` chain may have: real chains have two or three.
+MAX_EXTENDS_DEPTH = 32
+
+
+def ssm_reserved(name: str) -> bool:
+    """AWS refuses SSM parameter names whose first part begins with ``aws`` or ``ssm``
+    (any case): ``/aws/...``, ``/ssm``, ``/AWSfoo/...``."""
+    return name.lstrip("/").split("/")[0].lower().startswith(("aws", "ssm"))
 
 
 class OsName(StrEnum):
@@ -158,15 +166,12 @@ Origins = dict[tuple[str, ...], Path]
 
 def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError("no such profile", where=shown) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise ProfileError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=shown, key=at) from None
+        text = yamlfile.read_text(path, shown, limit=yamlfile.PROFILE_LIMIT, what="profile")
+        data = yamlfile.loads(text, shown)
+    except ProfileError:
+        raise
+    except GoldenError as exc:
+        raise ProfileError(exc.message, where=exc.where, key=exc.key) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -203,12 +208,31 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _inside(path: Path, root: Path, shown: str) -> None:
+    """Refuse a profile whose real path (symlinks resolved) is outside ``root``: a link to
+    /etc/passwd would get around the ``extends`` guard."""
+    if not os.path.lexists(path):
+        return  # _read_yaml says "no such profile"
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except OSError:
+        return  # a symlink loop or a dangling link: _read_yaml says which
+    base = Path(os.path.realpath(root))
+    if not real.is_relative_to(base):
+        raise ProfileError(f"a symbolic link to {real}, outside {_display(root, root)}/: profiles must live "
+                           "under profiles/", where=shown)
+
+
 def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) -> dict[str, Any]:
     path = root / f"{name}.yaml"
     shown = _display(path, root)
     if name in chain:
         cycle = " -> ".join((*chain, name))
         raise ProfileError(f"extends cycle: {cycle}", where=shown, key="extends")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise ProfileError(f"extends chain deeper than {MAX_EXTENDS_DEPTH} files (from {chain[0]})",
+                           where=shown, key="extends")
+    _inside(path, root, shown)
     data = _read_yaml(path, shown)
     parent = data.pop("extends", None)
     merged: dict[str, Any] = {}
@@ -262,7 +286,8 @@ class _Reader:
                 return None
             raise self.fail(key, f"required: {what}")
         if not isinstance(value, str):
-            raise self.fail(key, f"must be a quoted string ({what}), not {_kind(value)} {value!r}")
+            raise self.fail(key, f"must be a quoted string ({what}), not {_kind(value)} {_show(value)}"
+                                 + _quote_it(value))
         if not pattern.fullmatch(value):
             raise self.fail(key, f"{what}; got {_show(value)}")
         return value
@@ -280,12 +305,13 @@ class _Reader:
         try:
             return cls(value)
         except ValueError:
-            raise self.fail(key, f"one of {allowed}; got {_show(value)}") from None
+            raise self.fail(key, f"one of {allowed}; got {_show(value)}{_quote_it(value)}") from None
 
     def choice(self, key: str, allowed: Mapping[str, T], what: str) -> str:
         value = self.data.get(key)
         if not isinstance(value, str) or value not in allowed:
-            raise self.fail(key, f"{what}, one of {', '.join(sorted(allowed))}; got {_show(value)}")
+            raise self.fail(key, f"{what}, one of {', '.join(sorted(allowed))}; got {_show(value)}"
+                                 + _quote_it(value))
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -316,9 +342,26 @@ def _kind(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    """A value as it may appear in a one-line message: repr, bounded."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A value as it may appear in a one-line message: repr, masked, bounded."""
+    return shown(value)
+
+
+def _quote_it(value: Any) -> str:
+    """YAML reads ``595`` as a number and ``yes`` as a boolean: say how to make it a string."""
+    if isinstance(value, bool | int | float):
+        return f" (quote it: \"{str(value).lower() if isinstance(value, bool) else value}\")"
+    return ""
+
+
+def _check_port(r: _Reader, key: str, url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        port = urllib.parse.urlsplit(url).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise r.fail(key, f"a port from 1 to 65535; got {_show(url)}")
 
 
 TOP_KEYS = ("description", "os", "arch", "kernel", "gpu", "driver", "cuda", "container",
@@ -332,6 +375,8 @@ def _repo(r: _Reader, key: str) -> Repo | None:
     s.only("url", "key_url", "key_fingerprint")
     url = s.required_text("url", URL, "an http(s) URL without spaces, quotes or query strings")
     key_url = s.text("key_url", URL, "an http(s) URL of the signing key", nullable=True)
+    _check_port(s, "url", url)
+    _check_port(s, "key_url", key_url)
     fpr = s.data.get("key_fingerprint")
     if isinstance(fpr, str):
         fpr = fpr.replace(" ", "").upper()
@@ -365,8 +410,9 @@ def _target(r: _Reader) -> Target:
         source_image = SourceImage(ssm_parameter=ssm, name_filter=name_filter, owner=owner)
     prefix = t.required_text("ssm_parameter_prefix", SSM_PARAMETER, "an SSM path such as /golden",
                              default="/golden")
-    if prefix == "/aws" or prefix.startswith("/aws/"):
-        raise t.fail("ssm_parameter_prefix", "must not start with /aws (reserved by AWS)")
+    if ssm_reserved(prefix):
+        raise t.fail("ssm_parameter_prefix", f"reserved by AWS: names whose first part begins with aws or ssm "
+                                             f"(any case); got {_show(prefix)}")
     region = t.required_text("region", REGION, "an AWS region such as us-east-1", default="us-east-1")
     return Target(
         kind=kind,

@@ -23,8 +23,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,9 +300,49 @@ def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -
     """
     scripts = scripts_dir if scripts_dir is not None else ROOT / "scripts"
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     env = _environment()
     ctx = context(plan, scripts)
+    try:
+        with _terminate_cleanly():
+            return _render(plan, out_dir, scripts, env, ctx)
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else out_dir.parent
+        raise GoldenError(f"cannot write the rendered build: {exc.strerror or type(exc).__name__}",
+                          where=_shown(Path(where))) from None
+
+
+def _shown(path: Path) -> str:
+    absolute = path.absolute()
+    return str(absolute.relative_to(ROOT)) if absolute.is_relative_to(ROOT) else str(path)
+
+
+class Terminated(GoldenError):
+    """SIGTERM arrived while rendering: the half-written tree was removed."""
+
+
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into an exception while rendering, so the ``except`` below removes
+    ``build/.NAME.render-*`` (Python's default SIGTERM exits without running it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated("terminated by SIGTERM; nothing was left behind", where="render")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _render(plan: BuildPlan, out_dir: Path, scripts: Path, env: jinja2.Environment,
+            ctx: dict[str, Any]) -> list[Path]:
+    if out_dir.parent.exists() and not out_dir.parent.is_dir():
+        raise NotADirectoryError(20, "not a directory", str(out_dir.parent))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render-", dir=out_dir.parent))
     try:
         files: list[Path] = []

@@ -17,9 +17,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from golden.errors import StepFailed
+from golden.errors import MaskingFilter, StepFailed, shown_arg
 
 log = logging.getLogger("golden.run")
+log.addFilter(MaskingFilter())
 
 #: Variables passed through to every command; everything else must be given.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER",
@@ -36,6 +37,12 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def echo(argv: Sequence[str | Path]) -> str:
+    """``argv`` as it is logged and put in messages: :class:`~golden.errors.Secret` arguments
+    as ``***``, URL passwords and token-like query values masked."""
+    return shlex.join(shown_arg(a) for a in argv)
 
 
 def describe_failure(argv: Sequence[str], returncode: int) -> str:
@@ -57,10 +64,11 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
     are part of the message.
     """
     args = [str(a) for a in argv]
+    shown = echo(argv)
     if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
         raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
                          where=args[0])
-    log.debug("running %s", shlex.join(args))
+    log.debug("running %s", shown)
     try:
         proc = subprocess.run(
             args,
@@ -74,11 +82,11 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise StepFailed(f"timed out after {timeout:.0f}s: {shlex.join(args)}", where=args[0]) from None
+        raise StepFailed(f"timed out after {timeout:.0f}s: {shown}", where=args[0]) from None
     if check and proc.returncode != 0:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:] if capture else []
         detail = f": {' | '.join(tail)}" if tail else ""
-        raise StepFailed(describe_failure(args, proc.returncode) + detail, where=shlex.join(args)[:120])
+        raise StepFailed(describe_failure(args, proc.returncode) + detail, where=shown[:120])
     return proc
 
 
@@ -94,7 +102,7 @@ def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, c
     if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
         raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
                          where=args[0])
-    log.debug("starting %s", shlex.join(args))
+    log.debug("starting %s", echo(argv))
     return subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True,
         env=dict(env) if env is not None else base_env(), cwd=cwd, start_new_session=True)

@@ -7,11 +7,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from golden.errors import mask
+
 _depth = 0
 
 
 def say(message: str) -> None:
-    print(f"{'  ' * _depth}{message}", file=sys.stderr, flush=True)
+    """One progress message on stderr, credentials in URLs masked (see golden.errors.mask)."""
+    print(f"{'  ' * _depth}{mask(message)}", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,9 +74,10 @@ def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
     """Launch, verify, record, terminate; return one line and raise if verification failed."""
     region = load_profile(profile, profiles_dir).target.region
     build_id, ami = newest_build(lockfile.load(lock_path), profile, region)
-    ec2 = clients.Clients().ec2(region)
-    with _instance(ec2, ami, instance_type, build_id) as (host, key):
-        outcome = verify(profile, f"ssh://{SSH_USER}@{host}", key)
+    with clients.aws_errors("boot-test"):
+        ec2 = clients.Clients().ec2(region)
+        with _instance(ec2, ami, instance_type, build_id) as (host, key):
+            outcome = verify(profile, f"ssh://{SSH_USER}@{host}", key)
     result = {"status": "passed" if outcome.passed else "failed",
               "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
               "where": f"ec2:{instance_type}", "instance_type": instance_type, "region": region, "ami": ami,
@@ -94,7 +94,7 @@ def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
 def _instance(ec2: EC2Client, ami: str, instance_type: str, build_id: str) -> Iterator[tuple[str, Path]]:
     """A running instance of ``ami``: yields (address, SSH key file); always cleaned up."""
     name = f"golden-boot-{build_id[:8]}-{uuid.uuid4().hex[:8]}"
-    cidr = os.environ.get("GOLDEN_BUILDER_CIDR", "127.0.0.1/32")
+    cidr = clients.builder_cidr()
     instance_id: str | None = None
     group_id: str | None = None
     key_made = False

@@ -29,8 +29,8 @@ from botocore.exceptions import ClientError
 
 from golden import lockfile
 from golden.aws import clients
-from golden.errors import GoldenError
-from golden.profile import PROFILES, Profile, TargetKind, load_profile
+from golden.errors import GoldenError, shown
+from golden.profile import PROFILES, Profile, TargetKind, load_profile, ssm_reserved
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -69,7 +69,7 @@ def ami_artifacts(build: dict[str, Any]) -> dict[str, str]:
 def parameter_name(prefix: str, profile: str, channel: str) -> str:
     """``/golden/h100-r595/stable``; AWS reserves names whose first part begins with aws or ssm."""
     name = f"{prefix.rstrip('/')}/{profile}/{channel}"
-    if name.lstrip("/").split("/")[0].lower().startswith(("aws", "ssm")):
+    if ssm_reserved(name):
         raise GoldenError("SSM names under /aws/ (or starting aws, ssm) are reserved by AWS",
                           where="target.ssm_parameter_prefix", key=name)
     return name
@@ -135,6 +135,19 @@ def _jobs(lock: lockfile.Lock, profile: str | None, channel: str | None,
     return jobs
 
 
+MAX_DEPRECATE_DAYS = 3650
+
+
+def deprecate_after_days(value: str) -> dt.timedelta:
+    """``--deprecate-after-days``: a whole number of days from 0 to 3650 (AWS deprecates at
+    most ten years ahead)."""
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_DEPRECATE_DAYS:
+        raise GoldenError(f"a whole number of days from 0 to {MAX_DEPRECATE_DAYS}; got {shown(value)}",
+                          where="--deprecate-after-days")
+    return dt.timedelta(days=int(text))
+
+
 def publish(profile: str | None = None, channel: str | None = None, *, dry_run: bool = False,
             lock_path: Path = lockfile.LOCK_PATH, profiles_dir: Path = PROFILES,
             deprecate_after: dt.timedelta = DEFAULT_DEPRECATE_AFTER, now: dt.datetime | None = None,
@@ -143,10 +156,13 @@ def publish(profile: str | None = None, channel: str | None = None, *, dry_run: 
     jobs = _jobs(lockfile.load(lock_path), profile, channel, profiles_dir)
     run = _Run(dry_run=dry_run, now=now or dt.datetime.now(dt.UTC), deprecate_after=deprecate_after,
                deprecate=deprecate)
-    for job in jobs:
-        _publish_channel(run, job)
-    if not dry_run:
-        _record_copies(run, lock_path)
+    try:
+        with clients.aws_errors("publish"):
+            for job in jobs:
+                _publish_channel(run, job)
+    finally:
+        if not dry_run:
+            _record_copies(run, lock_path)  # copies already made are recorded, also on an error
     regions = {r for j in jobs for r in _regions(j)}
     if not run.lines:
         return (f"nothing to change: {len(jobs)} channel(s) up to date in "

@@ -231,3 +231,47 @@ def test_lock_written_by_publish_holds_no_credential(setup: dict[str, Any]) -> N
     for secret in (FAKE_SECRET, "AKIAFAKEFAKEFAKE1234", "FAKEsessionTOKEN"):
         assert secret not in text
     assert json.dumps(yaml.safe_load(text)).count("ami-") >= 3
+
+
+@pytest.mark.parametrize(("value", "days"), [("0", 0), ("14", 14), ("3650", 3650)])
+def test_deprecate_after_days_accepts_whole_days(value: str, days: int) -> None:
+    assert publish.deprecate_after_days(value) == dt.timedelta(days=days)
+
+
+@pytest.mark.parametrize("value", ["abc", "99999999999", "-1", "1.5", "", "\u0661"])
+def test_deprecate_after_days_refuses_the_rest(value: str) -> None:
+    with pytest.raises(GoldenError, match="--deprecate-after-days: a whole number of days from 0 to 3650"):
+        publish.deprecate_after_days(value)
+
+
+def test_aws_errors_become_one_line() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    with pytest.raises(GoldenError, match=r"^publish: no AWS credentials found"), clients.aws_errors("publish"):
+        raise NoCredentialsError()
+    with pytest.raises(GoldenError, match="cannot reach the AWS endpoint http://x"), clients.aws_errors("publish"):
+        raise EndpointConnectionError(endpoint_url="http://x")
+    err = ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not\nallowed"}}, "CopyImage")
+    with pytest.raises(GoldenError) as info, clients.aws_errors("publish"):
+        raise err
+    assert info.value.line() == "publish: CopyImage: UnauthorizedOperation: not\\nallowed"
+
+
+@pytest.mark.parametrize(("env", "cidr"), [({}, "127.0.0.1/32"), ({"GOLDEN_BUILDER_CIDR": "203.0.113.7"},
+                                                                   "203.0.113.7/32"),
+                                           ({"GOLDEN_BUILDER_CIDR": "198.51.100.0/24"}, "198.51.100.0/24")])
+def test_builder_cidr_accepts_networks(env: dict[str, str], cidr: str) -> None:
+    assert clients.builder_cidr(env) == cidr
+
+
+@pytest.mark.parametrize("raw", ["garbage", "203.0.113.7/33", "10.0.0.1/8", "::/0", "0.0.0.0/0"])
+def test_builder_cidr_refuses_garbage_and_the_world(raw: str) -> None:
+    with pytest.raises(GoldenError, match=r"^GOLDEN_BUILDER_CIDR: "):
+        clients.builder_cidr({"GOLDEN_BUILDER_CIDR": raw})
+
+
+def test_an_open_cidr_needs_consent_and_is_warned_about() -> None:
+    said: list[str] = []
+    env = {"GOLDEN_BUILDER_CIDR": "0.0.0.0/0", "GOLDEN_ALLOW_OPEN_CIDR": "1"}
+    assert clients.builder_cidr(env, warn=said.append) == "0.0.0.0/0"
+    assert said and said[0].startswith("WARNING: GOLDEN_BUILDER_CIDR=0.0.0.0/0")

@@ -44,3 +44,34 @@ def test_task_help_is_help_not_a_profile_named_help(name: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name}")
     assert "--profile=STRING" in proc.stdout and "(required)" in proc.stdout
+
+
+def test_secrets_are_masked_in_the_command_echo_and_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from golden.errors import Secret, StepFailed
+    from golden.run import echo
+
+    argv = ["curl", "-u", Secret("hunter2"), "https://bob:pw1@m.example/x?token=abc&arch=amd64"]
+    assert echo(argv) == "curl -u '***' 'https://bob:***@m.example/x?token=***&arch=amd64'"
+    assert "hunter2" not in repr(argv)
+    with caplog.at_level(logging.DEBUG, logger="golden.run"), pytest.raises(StepFailed) as info:
+        run([sys.executable, "-c", "import sys; sys.exit(3)", Secret("hunter2")])
+    assert "hunter2" not in caplog.text + info.value.line()
+    assert "'***'" in caplog.text
+
+
+def test_error_lines_are_masked_and_one_line() -> None:
+    from golden.errors import GoldenError
+
+    line = GoldenError("bad value 'x\nerror: forged' at https://u:p@h.example/?api_key=s3",
+                       where="--build").line()
+    assert line == "--build: bad value 'x\\nerror: forged' at https://u:***@h.example/?api_key=***"
+
+
+def test_progress_messages_mask_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    from golden.ui import say
+
+    say("fetching https://bob:hunter2@mirror.example/dists/Release?sig=abc")
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "abc" not in err and "bob:***@mirror.example" in err

@@ -60,3 +60,18 @@ def test_check_names_the_stale_profile(tmp_path: Path) -> None:
         lockdiff.lock_check(lock_path, pdir)
     assert "b200-r595" in exc.value.line()
     assert "h100-r595" not in exc.value.line()
+
+
+def test_facts_of_an_ec2_build_show_its_amis() -> None:
+    entry = {"builds": [{"id": "b1", "status": "passed",
+                         "artifacts": {"us-east-1": "ami-0123456789abcdef0", "us-west-2": "ami-0fedcba9876543210"}}]}
+    assert lockdiff.facts(entry)["artifact"] == "us-east-1:ami-0123456789abcdef0, us-west-2:ami-0fedcba9876543210"
+    local = {"builds": [{"id": "b2", "artifacts": {"local": {"sha256": "ab" * 32, "path": "x"}}}]}
+    assert lockdiff.facts(local)["artifact"] == "local:abababababab"
+
+
+@pytest.mark.parametrize("ref", ["x\nerror: forged", "", "-p", "a b"])
+def test_bad_base_refs_are_refused_on_one_line(ref: str) -> None:
+    with pytest.raises(GoldenError) as info:
+        lockdiff.load_at(ref)
+    assert "\n" not in info.value.line() and info.value.line().startswith("--base: not a git ref")

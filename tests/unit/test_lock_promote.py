@@ -70,3 +70,15 @@ def test_bad_channel_names(lock_path: Path, channel: str) -> None:
 def test_bad_reasons(lock_path: Path, reason: str) -> None:
     with pytest.raises(GoldenError, match="one line"):
         promote.revoke(NAME, "b1", reason, lock_path=lock_path)
+
+
+def test_a_newline_in_a_build_id_stays_on_one_line(lock_path: Path) -> None:
+    with pytest.raises(GoldenError) as info:
+        promote.promote("h100-r595", "prod", "x\nerror: forged", lock_path=lock_path)
+    assert "\n" not in info.value.line() and "x\\nerror: forged" in info.value.line()
+
+
+def test_promote_keeps_the_lock_mode(lock_path: Path) -> None:
+    lock_path.chmod(0o604)
+    promote.promote("h100-r595", "prod", lock_path=lock_path)
+    assert lock_path.stat().st_mode & 0o777 == 0o604

@@ -152,3 +152,64 @@ def test_boot_test_is_recorded_in_its_build(tmp_path: Path) -> None:
     assert lockfile.load(path)["profiles"]["p"]["builds"][0]["boot_test"] == result
     with pytest.raises(GoldenError, match="no build b2 of p"):
         lockfile.update(lambda lock: lockfile.record_boot_test(lock, "p", "b2", result), path)
+
+
+def test_dump_never_writes_aliases_that_load_refuses(tmp_path: Path) -> None:
+    shared = {"nvidia-open": "595.58.03"}
+    lock = lockfile.empty()
+    lock["profiles"]["a"] = {"resolved": {"packages": shared}, "builds": [{"id": "b", "installed": shared}]}
+    text = lockfile.dump(lock)
+    assert "&" not in text and "*id" not in text
+    path = tmp_path / "images.lock"
+    path.write_text(text)
+    assert lockfile.load(path)["profiles"]["a"]["builds"][0]["installed"] == shared
+
+
+def test_duplicate_profile_is_refused_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "images.lock"
+    path.write_text("lock_version: 1\nprofiles:\n  a: {channels: {prod: x}}\n  a: {}\n")
+    with pytest.raises(GoldenError, match=r"line 4: duplicate key 'a' \(first on line 3\)"):
+        lockfile.load(path)
+
+
+@pytest.mark.parametrize("version", [True, -1, 0, "1"])
+def test_lock_version_is_an_integer_from_one(tmp_path: Path, version: Any) -> None:
+    path = tmp_path / "images.lock"
+    path.write_text(yaml.safe_dump({"lock_version": version, "profiles": {}}))
+    with pytest.raises(GoldenError, match="lock_version: an integer from 1"):
+        lockfile.load(path)
+
+
+def test_update_keeps_the_mode_and_a_new_lock_follows_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "images.lock"
+    lockfile.update(lambda lock: None, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644 & ~umask
+    path.chmod(0o640)
+    lockfile.update(lambda lock: lockfile.profile_entry(lock, "a").update(inputs_sha256="x"), path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_sidecar_symlink_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "images.lock"
+    (tmp_path / ".images.lock.flock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(GoldenError, match="symbolic link: refused"):
+        lockfile.update(lambda lock: None, path)
+    assert not (tmp_path / "elsewhere").exists() and not path.exists()
+
+
+def test_a_failed_write_is_one_error_and_leaves_the_old_lock(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "images.lock"
+    path.write_text(lockfile.dump(lockfile.empty()))
+    before = path.read_text()
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(GoldenError, match="cannot write: No space left on device; the lock is unchanged"):
+        lockfile.update(lambda lock: lockfile.profile_entry(lock, "a").update(inputs_sha256="x"), path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

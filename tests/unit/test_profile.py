@@ -15,6 +15,7 @@ from golden.profile import (
     load_profile,
     merged_data,
     profile_names,
+    ssm_reserved,
 )
 from tests.conftest import WriteProfile, minimal_profile
 
@@ -64,7 +65,8 @@ def test_wrong_type_is_named(write_profile: WriteProfile, profiles_dir: Path) ->
     write_profile("bad", minimal_profile(driver={"branch": 595}))
     line = error_of("bad", profiles_dir)
     assert line == ("profiles/bad.yaml: driver.branch: "
-                    "must be a quoted string (three digits, e.g. \"595\"), not a number 595")
+                    "must be a quoted string (three digits, e.g. \"595\"), not a number 595 "
+                    "(quote it: \"595\")")
 
 
 def test_value_outside_allowed_set(write_profile: WriteProfile, profiles_dir: Path) -> None:
@@ -200,3 +202,56 @@ def test_secure_boot_is_a_flag_of_every_target(write_profile: WriteProfile, prof
     assert make_plan(on, load()).expectations()["secure_boot"] is True
     write_profile("bad", minimal_profile(target={"secure_boot": "yes"}))
     assert error_of("bad", profiles_dir).startswith("profiles/bad.yaml: target.secure_boot: ")
+
+
+def test_duplicate_key_is_an_error_not_a_silent_override(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    write_profile("d", 'extends: h100-r595\ndriver:\n  branch: "595"\ndriver:\n  branch: "580"\n')
+    assert error_of("d", profiles_dir) == "profiles/d.yaml: line 4: duplicate key 'driver' (first on line 2)"
+
+
+def test_anchors_and_aliases_are_refused(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    write_profile("a", "extends: h100-r595\nx: &x {branch: '595'}\ndriver: *x\n")
+    assert "line 2: YAML anchors and aliases" in error_of("a", profiles_dir)
+
+
+def test_extends_depth_is_limited(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    write_profile("c0", "extends: h100-r595\n")
+    for i in range(1, 40):
+        write_profile(f"c{i}", f"extends: c{i - 1}\n")
+    assert "extends chain deeper than 32 files (from c39)" in error_of("c39", profiles_dir)
+    assert load_profile("c25", root=profiles_dir).driver.branch == "595"
+
+
+def test_a_link_out_of_profiles_is_refused(profiles_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.yaml").write_text((profiles_dir / "h100-r595.yaml").read_text())
+    (profiles_dir / "x.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    assert "outside profiles/" in error_of("x", profiles_dir)
+    (profiles_dir / "y.yaml").symlink_to("h100-r595.yaml")  # a link inside profiles/ is fine
+    assert load_profile("y", root=profiles_dir).gpu == "h100-sxm"
+
+
+@pytest.mark.parametrize(("url", "ok"), [("http://m.example:8080/ubuntu", True), ("http://m.example:0/u", False),
+                                         ("http://m.example:65536/u", False)])
+def test_mirror_port(write_profile: WriteProfile, profiles_dir: Path, url: str, ok: bool) -> None:
+    write_profile("m", minimal_profile(repos={"os": {"url": url}}))
+    if ok:
+        assert load_profile("m", root=profiles_dir).repos.os is not None
+    else:
+        assert "repos.os.url: a port from 1 to 65535" in error_of("m", profiles_dir)
+
+
+@pytest.mark.parametrize(("name", "reserved"), [("/golden", False), ("/aws", True), ("/AWS/x", True),
+                                                ("/ssm", True), ("/Ssmx/y", True), ("/my-aws", False)])
+def test_ssm_reserved_follows_aws_rules(name: str, reserved: bool) -> None:
+    assert ssm_reserved(name) is reserved
+
+
+def test_a_boolean_for_an_enum_says_quote_it(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    write_profile("b", minimal_profile(container={"runtime": "docker", "toolkit": 1.19}))
+    assert 'quote it: "1.19"' in error_of("b", profiles_dir)
+
+
+def test_credentials_never_appear_in_the_message(write_profile: WriteProfile, profiles_dir: Path) -> None:
+    write_profile("s", minimal_profile(repos={"os": {"url": "https://u:hunter2@m.example/x"}}))
+    line = error_of("s", profiles_dir)
+    assert "hunter2" not in line and "u:***@m.example" in line
