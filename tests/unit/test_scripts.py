@@ -767,12 +767,12 @@ def test_driver_pinning_package_first_then_holds(image: Image) -> None:
     result = ok(image.run("40-driver.sh", env))
     assert apt_installs(image) == [
         "--allow-downgrades --no-install-recommends nvidia-driver-pinning-595",
-        "--allow-downgrades --no-install-recommends nvidia-open",
+        "--allow-downgrades --no-install-recommends nvidia-open libnvidia-compute",
     ]
     assert f"nvidia module present for {UBUNTU_KERNEL}" in result.stderr
     # Everything built from the driver's sources, and the installed GOLDEN_HOLDS.
     assert set(image.holds.read_text().split()) == {
-        "nvidia-driver-pinning-595", "nvidia-open", "libnvidia-compute-595",
+        "nvidia-driver-pinning-595", "nvidia-open", "libnvidia-compute",
         "nvidia-dkms-595-open", "nvidia-persistenced", "nvidia-fabricmanager",
         "nvidia-container-toolkit", "nvidia-container-toolkit-base",
         "libnvidia-container-tools", "libnvidia-container1",
@@ -808,7 +808,7 @@ def test_driver_tolerates_a_hook_failure_outside_the_image(image: Image) -> None
     commands = image.commands()
     # The package scripts finish while DKMS autoinstall is off, then it is on again.
     assert "dpkg --configure -a (no-autoinstall: yes)" in commands
-    nvidia_open = "--allow-downgrades --no-install-recommends nvidia-open"
+    nvidia_open = "--allow-downgrades --no-install-recommends nvidia-open libnvidia-compute"
     assert apt_installs(image)[-2:] == [nvidia_open, nvidia_open]
     assert not image.path("/etc/dkms/no-autoinstall").exists()
 
@@ -842,6 +842,11 @@ def debian_image(image: Image) -> dict[str, str]:
         {"name": "nvidia-smi", "source": "nvidia-graphics-drivers", "version": "535.261.03-1"},
         {"name": "libnvidia-ml1", "arch": "amd64", "source": "nvidia-graphics-drivers",
          "version": "535.261.03-1"},
+        {"name": "libcuda1", "arch": "amd64", "source": "nvidia-graphics-drivers",
+         "version": "535.261.03-1"},
+        {"name": "libnvidia-ptxjitcompiler1", "arch": "amd64", "source": "nvidia-graphics-drivers",
+         "version": "535.261.03-1"},
+        {"name": "firmware-nvidia-gsp", "source": "nvidia-graphics-drivers", "version": "535.261.03-1"},
         {"name": "nvidia-persistenced", "version": "535.171.04-1"},
         {"name": "docker.io", "version": "20.10.24+dfsg1-1+deb12u1"},
         {"name": "bash", "version": "5.2.15-2+b8"},
@@ -859,7 +864,7 @@ def ubuntu_image(image: Image) -> dict[str, str]:
     rows = [
         ("nvidia-driver-pinning-595", "nvidia-driver-pinning", "595-2ubuntu1"),
         ("nvidia-open", "nvidia-graphics-drivers-595", "595.58.03-1ubuntu1"),
-        ("libnvidia-compute-595", "nvidia-graphics-drivers-595", "595.58.03-1ubuntu1"),
+        ("libnvidia-compute", "nvidia-graphics-drivers-595", "595.58.03-1ubuntu1"),
         ("nvidia-dkms-595-open", "nvidia-graphics-drivers-595", "595.58.03-1ubuntu1"),
         ("nvidia-fabricmanager", "nvidia-fabric-manager", "595.58.03-1"),
         ("nvlsm", "nvlsm", "2025.10.3-1"),
@@ -910,13 +915,17 @@ def test_release_debian(image: Image) -> None:
     assert data["packages"] == {
         f"linux-headers-{DEBIAN_KERNEL}": "6.1.153-1",
         f"linux-image-{DEBIAN_KERNEL}": "6.1.153-1",
+        "firmware-nvidia-gsp": "535.261.03-1",
+        "libcuda1": "535.261.03-1",
         "libnvidia-ml1": "535.261.03-1",
+        "libnvidia-ptxjitcompiler1": "535.261.03-1",
         "nvidia-open-kernel-dkms": "535.261.03-1",
         "nvidia-smi": "535.261.03-1",
     }
     assert set(image.holds.read_text().split()) == {
         f"linux-image-{DEBIAN_KERNEL}", f"linux-headers-{DEBIAN_KERNEL}",
         "nvidia-open-kernel-dkms", "nvidia-smi", "libnvidia-ml1:amd64",
+        "libcuda1:amd64", "libnvidia-ptxjitcompiler1:amd64", "firmware-nvidia-gsp",
     }
     # The boot check and its unit, enabled offline; cloud-init's first-boot config.
     check = image.path("/usr/local/sbin/golden-gpu-check")
@@ -945,7 +954,7 @@ def test_release_ubuntu_and_idempotent(image: Image) -> None:
     assert isinstance(packages, dict)
     assert list(packages) == sorted(packages)
     assert packages["nvidia-driver-pinning-595"] == "595-2ubuntu1"
-    assert packages["libnvidia-compute-595"] == "595.58.03-1ubuntu1"
+    assert packages["libnvidia-compute"] == "595.58.03-1ubuntu1"
     assert packages["nvidia-fabricmanager"] == "595.58.03-1"
     assert "nvlsm" not in packages and "docker.io" not in packages
     before = image.tree()
