@@ -9,7 +9,7 @@ kernel, source image, newest artifact and channels::
     | h100-r595 | driver | 595.58.03 | 595.71.05 |
 
 ``lock.check`` fails, naming the profile, when a profile's inputs (profile,
-templates, scripts, verify) changed without the lock's ``inputs_sha256``
+knowledge base, plan code, templates, scripts, verify) changed without the lock's ``inputs_sha256``
 being refreshed by ``lock.resolve`` or a build.
 """
 
@@ -114,6 +114,7 @@ def lock_check(lock_path: Path = lockfile.LOCK_PATH, profiles_dir: Path = PROFIL
              != lockfile.inputs_sha256(name, profiles_dir=profiles_dir)]
     if stale:
         raise GoldenError(f"inputs changed without refreshing the lock: {', '.join(stale)} "
-                          "(profile, templates, scripts or verify); run `invoke lock.resolve --profile NAME`",
+                          "(profile, knowledge base, plan code, templates, scripts or verify); "
+                          "run `invoke lock.resolve --profile NAME`",
                           where="images.lock", key="inputs_sha256")
     return f"images.lock: inputs_sha256 current for {len(lock['profiles'])} profile(s)"

@@ -249,19 +249,26 @@ def add_build(lock: Lock, name: str, build: dict[str, Any], *, inputs_sha256: st
 
 # -- inputs hash ---------------------------------------------------------------
 
-INPUT_DIRS = ("templates", "scripts", "verify")
+#: What an image's contents and checks are made from, besides the profile: the
+#: knowledge base (a new point release or a corrected floor changes the image),
+#: the code that turns a profile into packages and Packer input, the templates,
+#: the scripts and the verification suite.
+INPUT_DIRS = ("templates", "scripts", "verify", "golden/data")
+INPUT_FILES = ("golden/plan.py", "golden/render.py")
 
 
-def inputs_sha256(profile: str, root: Path = ROOT, profiles_dir: Path = PROFILES) -> str:
-    """sha256 over the merged profile and every file of templates/, scripts/ and verify/.
+def inputs_sha256(profile: str, root: Path | None = None, profiles_dir: Path = PROFILES) -> str:
+    """sha256 over the merged profile, the files of INPUT_DIRS and INPUT_FILES.
 
     A change to any of them changes what an image would contain or how it is
     checked, so the lock must be refreshed (``invoke lock.check`` enforces it).
     """
+    base = ROOT if root is None else root
     h = hashlib.sha256()
     h.update(json.dumps(merged_data(profile, profiles_dir), sort_keys=True).encode())
-    for d in INPUT_DIRS:
-        for f in sorted((root / d).rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts:
-                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    files = [f for d in INPUT_DIRS for f in sorted((base / d).rglob("*"))]
+    files += [base / f for f in INPUT_FILES]
+    for f in files:
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()

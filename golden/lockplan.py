@@ -61,7 +61,7 @@ def decide(entry: Mapping[str, Any] | None, *, current_inputs: str,
             reasons.append(f"last build {last['id']} {last.get('status') or 'did not pass'} verification")
         built_inputs = last.get("inputs_sha256", entry.get("inputs_sha256"))
         if built_inputs != current_inputs:
-            reasons.append("inputs changed (profile, templates, scripts or verify)")
+            reasons.append("inputs changed (profile, knowledge base, plan code, templates, scripts or verify)")
         installed = last.get("installed") or {}
         moved = [f"{k} {installed.get(k, '-')} -> {v}" for k, v in sorted(packages.items())
                  if installed.get(k) != v]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from golden import ROOT, lockfile
+from golden import ROOT, lockfile, packer
 from golden.aws import clients
 from golden.aws.publish import ami_artifacts, is_revoked
 from golden.errors import GoldenError
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 DEFAULT_INSTANCE_TYPE = "p5.48xlarge"
-SSH_USER = "ubuntu"
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,12 @@ def ssh_verify(profile: str, host: str, key: Path) -> Outcome:
     return Outcome(passed=report.passed, checks=len(report.checks), failed=len(report.failed))
 
 
+def login_user(os_key: str) -> str:
+    """The cloud image's login user for the OS (`ubuntu` on Ubuntu, `admin` on Debian), from
+    golden/data/packer.yaml: the same user the bake's amazon-ebs source logs in as."""
+    return str(packer.settings()["images"][os_key]["ssh_username"])
+
+
 def newest_build(lock: lockfile.Lock, profile: str, region: str) -> tuple[str, str]:
     """(build id, AMI id in ``region``) of the newest passed, unrevoked build with an AMI there."""
     for b in (lock["profiles"].get(profile) or {}).get("builds", []):
@@ -72,12 +77,14 @@ def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
               lock_path: Path = lockfile.LOCK_PATH, profiles_dir: Path = PROFILES,
               verify: Verify = ssh_verify) -> str:
     """Launch, verify, record, terminate; return one line and raise if verification failed."""
-    region = load_profile(profile, profiles_dir).target.region
+    loaded = load_profile(profile, profiles_dir)
+    region = loaded.target.region
+    user = login_user(loaded.os.value)
     build_id, ami = newest_build(lockfile.load(lock_path), profile, region)
     with clients.aws_errors("boot-test"):
         ec2 = clients.Clients().ec2(region)
         with _instance(ec2, ami, instance_type, build_id) as (host, key):
-            outcome = verify(profile, f"ssh://{SSH_USER}@{host}", key)
+            outcome = verify(profile, f"ssh://{user}@{host}", key)
     result = {"status": "passed" if outcome.passed else "failed",
               "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
               "where": f"ec2:{instance_type}", "instance_type": instance_type, "region": region, "ami": ami,

@@ -69,6 +69,13 @@ def test_boot_test_launches_the_newest_build_records_and_terminates(setup: dict[
     assert leftovers() == {"instances": [], "groups": [], "keys": []}
 
 
+def test_login_user_comes_from_the_os_data() -> None:
+    """Debian's cloud images log in as admin, Ubuntu's as ubuntu (not `ubuntu` everywhere)."""
+    assert boottest.login_user("debian-12") == "admin"
+    assert boottest.login_user("debian-13") == "admin"
+    assert boottest.login_user("ubuntu-24.04") == "ubuntu"
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_instance_is_terminated_on_error_and_interrupt(setup: dict[str, Any],
                                                        error: type[BaseException]) -> None:

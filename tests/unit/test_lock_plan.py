@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from golden import ROOT, lockfile, lockplan
+from golden import ROOT, lockdiff, lockfile, lockplan
+from golden.errors import GoldenError
 
 NAME = "h100-r595"
+REASON = "inputs changed (profile, knowledge base, plan code, templates, scripts or verify)"
 
 
 @pytest.fixture
@@ -56,7 +58,32 @@ def test_inputs_changed(tmp_path: Path, pdir: Path) -> None:
     path = _lock(tmp_path, pdir)
     with (pdir / f"{NAME}.yaml").open("a") as fh:
         fh.write("persistence: false\n")
-    assert _reasons(path, pdir) == ("inputs changed (profile, templates, scripts or verify)",)
+    assert _reasons(path, pdir) == (REASON,)
+
+
+def test_a_knowledge_base_change_marks_the_profile(tmp_path: Path, pdir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new point release in golden/data changes what a bake installs: plan and lock.check see it."""
+    root = tmp_path / "root"
+    for d in lockfile.INPUT_DIRS:
+        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in lockfile.INPUT_FILES:
+        shutil.copy(ROOT / f, root / f)
+    monkeypatch.setattr(lockfile, "ROOT", root)
+    path = _lock(tmp_path, pdir)
+    assert lockplan.plan([NAME], lock_path=path, profiles_dir=pdir)[0].rebuild is False
+    lockdiff.lock_check(path, pdir)
+    branches = root / "golden/data/branches.yaml"
+    branches.write_text(branches.read_text().replace("595.112.07", "595.120.01"))
+    assert _reasons(path, pdir) == (REASON,)
+    with pytest.raises(GoldenError, match=NAME):
+        lockdiff.lock_check(path, pdir)
+    # and the plan code itself
+    branches.write_text(branches.read_text().replace("595.120.01", "595.112.07"))
+    assert lockplan.plan([NAME], lock_path=path, profiles_dir=pdir)[0].rebuild is False
+    with (root / "golden/plan.py").open("a") as fh:
+        fh.write("# changed\n")
+    assert _reasons(path, pdir) == (REASON,)
 
 
 def test_newer_resolved_driver(tmp_path: Path, pdir: Path) -> None:
