@@ -69,9 +69,11 @@ RULES: dict[str, tuple[Severity, str]] = {
     "ctk-unknown": (E, "the NVIDIA Container Toolkit version is not a known release"),
     "ctk-unconfirmed": (W, "the NVIDIA Container Toolkit version is UNCONFIRMED"),
     "ctk-without-runtime": (W, "a container toolkit without a container runtime to configure"),
-    "cdi-runtime-too-old": (E, "container.cdi with a runtime the OS ships too old for native CDI "
+    # Warnings: the specs are still written and the nvidia runtime still injects GPUs (and reads
+    # CDI specs itself in its cdi mode); only the runtime's own CDI device requests fail.
+    "cdi-runtime-too-old": (W, "container.cdi with a runtime the OS ships too old for native CDI "
                                "(Docker < 25)"),
-    "cdi-spec-runtime-too-old": (E, "the toolkit writes CDI specs (0.7.0 from 1.19) the OS's runtime "
+    "cdi-spec-runtime-too-old": (W, "the toolkit writes CDI specs (0.7.0 from 1.19) the OS's runtime "
                                     "cannot read (Docker < 26.1.0, containerd < 1.7.16)"),
     "containerd-config-v3": (E, "containerd 2.x (config version 3) with a toolkit older than 1.17.4, "
                                 "which cannot configure it"),
@@ -338,8 +340,9 @@ def _runtime(c: _Ctx) -> Iterator[Finding]:
         elif native is not None and release_tuple(have) < release_tuple(native.version):
             yield _finding("cdi-runtime-too-old",
                            f"container.cdi: CDI device requests need {runtime.value} >= "
-                           f"{native.version} {native.cite}, but {shown} {cite}: CDI cannot work "
-                           f"there; set container.cdi: false (the nvidia runtime still injects GPUs)")
+                           f"{native.version} {native.cite}, but {shown} {cite}: `--device "
+                           f"nvidia.com/gpu=...` fails there (the nvidia runtime still injects GPUs); "
+                           f"set container.cdi: false or use a newer runtime")
         elif spec is not None and spec_min is not None and release_tuple(have) < release_tuple(spec_min):
             yield _finding("cdi-spec-runtime-too-old",
                            f"container toolkit {ctk} writes CDI {spec.spec} specs, which need "

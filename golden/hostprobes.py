@@ -1,7 +1,7 @@
-"""Probes of what the image would boot with: kernels, modprobe config, trusted keys, libraries.
+"""Probes of what the image would boot with: kernels, modules, modprobe, trusted keys, libraries.
 
-Like :mod:`golden.probes` (which registers these parsers for the fixture tests),
-each is a command plus a pure parser of what it prints.
+Like every probe (:mod:`golden.probes`), each is a command plus a pure parser
+of what it prints.
 
 >>> parse_boot_kernels("/boot/vmlinuz-6.1.0-50-cloud-amd64\\n")
 ['6.1.0-50-cloud-amd64']
@@ -15,6 +15,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from golden.probes import ProbeError, head, nonblank_lines
+
+#: The module's license when it is NVIDIA's open kernel module
+#: (``MODULE_LICENSE("Dual MIT/GPL")`` in open-gpu-kernel-modules' nv.c).
+OPEN_LICENSE = "Dual MIT/GPL"
+
+#: Kernels with a module tree: the directories under /lib/modules that a kernel
+#: image package shipped (``modules.builtin``); leftovers from removed kernels lack it.
+KERNELS_ARGV = ("find", "/lib/modules/", "-mindepth", "2", "-maxdepth", "2",
+                "-name", "modules.builtin")
 
 #: Kernel images a bootloader can boot: plain files (``/boot/vmlinuz`` and
 #: ``vmlinuz.old`` are symlinks to them and are skipped).
@@ -33,8 +44,8 @@ PLATFORM_KEYRING = ".platform"
 KEYRINGS = (*MODULE_KEYRINGS, PLATFORM_KEYRING)
 
 
-class ProbeError(ValueError):
-    """Output that does not have the shape the parser knows (re-exported by golden.probes)."""
+def modinfo_argv(kernel: str, module: str) -> tuple[str, ...]:
+    return ("modinfo", "-k", kernel, module)
 
 
 def keyctl_show_argv(keyring: str) -> tuple[str, ...]:
@@ -49,9 +60,15 @@ def firmware_argv(version: str) -> tuple[str, ...]:
 
 # -- kernels -------------------------------------------------------------------------------------
 
+def parse_kernels(text: str) -> list[str]:
+    """Output of :data:`KERNELS_ARGV`: the kernel versions, sorted."""
+    trees = (p.rstrip("/") for p in nonblank_lines(text) if p.count("/") >= 2)
+    return sorted({p.split("/")[-2] for p in trees})
+
+
 def parse_boot_kernels(text: str) -> list[str]:
     """Output of :data:`BOOT_KERNELS_ARGV`: the kernel releases with an image in /boot, sorted."""
-    names = (line.rsplit("/", 1)[-1] for line in _lines(text))
+    names = (line.rsplit("/", 1)[-1] for line in nonblank_lines(text))
     return sorted({n.removeprefix("vmlinuz-") for n in names if n.startswith("vmlinuz-")})
 
 
@@ -81,6 +98,69 @@ def bootable_kernels(pinned: str | None, module_trees: Iterable[str], boot_image
     checked (and fails without a module) like any other.
     """
     return sorted({*([pinned] if pinned else []), *module_trees, *boot_images, *packaged})
+
+
+# -- kernel modules ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Modinfo:
+    filename: str | None
+    version: str | None
+    license: str | None
+    vermagic: str | None
+    signer: str | None
+
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("open", "vermagic_kernel")
+
+    @property
+    def open(self) -> bool:
+        return self.license == OPEN_LICENSE
+
+    @property
+    def vermagic_kernel(self) -> str | None:
+        """The kernel the module was built for: the first word of ``vermagic``."""
+        return self.vermagic.split()[0] if self.vermagic else None
+
+
+def parse_modinfo(text: str) -> Modinfo:
+    """``modinfo [-k KVER] MODULE`` (all fields): the ones verification reads.
+
+    Lines are ``field:<spaces>value``; the signature continues on lines that
+    start with a tab, and repeated fields (``alias``, ``parm``) are not needed.
+    """
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line[0].isspace() or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "filename" not in fields and "version" not in fields:
+        raise ProbeError(f"not modinfo output: {head(text)}")
+    return Modinfo(*(fields.get(k) or None for k in
+                     ("filename", "version", "license", "vermagic", "signer")))
+
+
+#: What modprobe says when a module is fine but there is nothing for it to drive.
+_NO_DEVICE = ("No such device", "No NVIDIA GPU found")
+#: What it says when the module itself is broken (wrong kernel, missing symbols).
+_BAD_MODULE = ("Invalid module format", "Exec format error", "Unknown symbol", "version magic",
+               "disagrees about version")
+
+
+def classify_modprobe(text: str) -> str:
+    """What a ``modprobe MODULE`` failure (stderr, plus dmesg lines if given) means.
+
+    ``loaded`` (nothing said), ``no-device`` (the module is good, there is no
+    GPU), ``bad-module`` (it does not fit the kernel), ``missing`` (not installed
+    for this kernel) or ``other``. A bad-module sign wins over a no-device one.
+    """
+    if any(s in text for s in _BAD_MODULE):
+        return "bad-module"
+    if re.search(r"Module \S+ not found", text):
+        return "missing"
+    if any(s in text for s in _NO_DEVICE):
+        return "no-device"
+    return "loaded" if not text.strip() else "other"
 
 
 # -- modprobe configuration ----------------------------------------------------------------------
@@ -119,7 +199,7 @@ def parse_modprobe_config(text: str) -> ModprobeConfig:
     """``modprobe --showconfig``: stops at kmod's ``# End of configuration files`` marker."""
     blacklist: set[str] = set()
     install: dict[str, str] = {}
-    for line in _lines(text):
+    for line in nonblank_lines(text):
         if line.startswith("# End of configuration files"):
             break
         words = line.split(None, 2)
@@ -168,7 +248,7 @@ def parse_keyctl_show(text: str) -> list[TrustedKey]:
         if (m := _KEYCTL_KEY.match(line)) and (d := _KEY_DESC.match(m.group(1))):
             keys.append(TrustedKey(ring, d.group(1), d.group(2)))
     if not keys and "keyring:" not in text:
-        raise ProbeError(f"not keyctl show output: {_head(text)}")
+        raise ProbeError(f"not keyctl show output: {head(text)}")
     return keys
 
 
@@ -223,12 +303,12 @@ def signature_verdict(signer: str | None, sig_key: str | None,
 def parse_ldconfig(text: str) -> dict[str, str]:
     """``ldconfig -p``: soname -> path, for the native ABI (the first entry per soname wins)."""
     out: dict[str, str] = {}
-    for line in _lines(text):
+    for line in nonblank_lines(text):
         m = re.match(r"^(\S+) \(([^)]*)\) => (\S+)$", line)
         if m and m.group(1) not in out:
             out[m.group(1)] = m.group(3)
     if not out and "libs found in cache" not in text:
-        raise ProbeError(f"not ldconfig -p output: {_head(text)}")
+        raise ProbeError(f"not ldconfig -p output: {head(text)}")
     return out
 
 
@@ -237,12 +317,3 @@ def library_version(soname: str, real_path: str) -> str | None:
     stem = soname.split(".so", 1)[0] + ".so."
     base = real_path.rstrip().rsplit("/", 1)[-1]
     return base.removeprefix(stem) if base.startswith(stem) and base != soname else None
-
-
-def _lines(text: str) -> Iterable[str]:
-    return (line.strip() for line in text.splitlines() if line.strip())
-
-
-def _head(text: str) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return repr(first[:120]) if first else "(empty)"

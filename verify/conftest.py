@@ -3,7 +3,7 @@
 Every test compares one fact and says so with ``record``::
 
     def test_ctk_version(expect, shell, record):
-        got = probes.parse_ctk_version(shell.run(*probes.CTK_VERSION_ARGV).stdout)
+        got = containerprobes.parse_ctk_version(shell.run(*containerprobes.CTK_VERSION_ARGV).stdout)
         assert record("ctk-version", expect["container"]["toolkit"], got, got == ...)
 
 ``record(name, expected, actual, passed, detail="")`` stores a check and returns
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import pkgprobes
 from golden.verify import PHASES, Check, Report
 from verify.lib import DriverExpect, Record, Shell, driver_expect
 
@@ -180,19 +180,19 @@ def shell(host: Any) -> Shell:
 
 
 @pytest.fixture(scope="module")
-def packages(shell: Shell) -> dict[str, probes.DebPackage]:
+def packages(shell: Shell) -> dict[str, pkgprobes.DebPackage]:
     """Every package dpkg knows on the image, by name (an installed entry wins)."""
-    out = shell.run(*probes.dpkg_query_argv())
+    out = shell.run(*pkgprobes.dpkg_query_argv())
     if not out.ok:
         raise RuntimeError(f"dpkg-query failed (exit {out.rc}): {_last_line(out.stderr)}")
-    found: dict[str, probes.DebPackage] = {}
-    for pkg in probes.parse_dpkg(out.stdout):
+    found: dict[str, pkgprobes.DebPackage] = {}
+    for pkg in pkgprobes.parse_dpkg(out.stdout):
         if pkg.name not in found or (pkg.installed and not found[pkg.name].installed):
             found[pkg.name] = pkg
     return found
 
 
 @pytest.fixture(scope="module")
-def driver(expect: dict[str, Any], packages: dict[str, probes.DebPackage]) -> DriverExpect:
+def driver(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage]) -> DriverExpect:
     """The driver version components must report (see verify.lib.DriverExpect)."""
     return driver_expect(expect, packages)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from golden import probes
+from golden import pkgprobes, probes, systemprobes
 from golden.verify import Check
 from golden.versions import deb_compare, deb_upstream
 
@@ -49,7 +49,7 @@ class DriverExpect:
 
 
 def driver_built(expect: Mapping[str, Any],
-                 packages: Mapping[str, probes.DebPackage]) -> list[probes.DebPackage]:
+                 packages: Mapping[str, pkgprobes.DebPackage]) -> list[pkgprobes.DebPackage]:
     """The packages on the image built from one of the driver's source packages.
 
     NVIDIA's ``nvidia-driver-pinning-<branch>`` packages are left out: their
@@ -61,7 +61,7 @@ def driver_built(expect: Mapping[str, Any],
 
 
 def driver_expect(expect: Mapping[str, Any],
-                  packages: Mapping[str, probes.DebPackage]) -> DriverExpect:
+                  packages: Mapping[str, pkgprobes.DebPackage]) -> DriverExpect:
     drv = expect["driver"]
     upstreams = {deb_upstream(p.version) for p in driver_built(expect, packages) if p.installed}
     installed = upstreams.pop() if len(upstreams) == 1 else None
@@ -80,7 +80,7 @@ def package_expectation(spec: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def package_problems(spec: Mapping[str, Any], pkg: probes.DebPackage) -> list[str]:
+def package_problems(spec: Mapping[str, Any], pkg: pkgprobes.DebPackage) -> list[str]:
     """Why an installed package does not meet its spec (empty when it does).
 
     Versions compare with dpkg's ordering (epochs, ``~``), never as strings; the
@@ -189,4 +189,4 @@ class Shell:
         return out.stdout if out.ok else None
 
     def unit_file_state(self, unit: str) -> str:
-        return probes.parse_unit_state(self.run(*probes.is_enabled_argv(unit)).stdout)
+        return systemprobes.parse_unit_state(self.run(*systemprobes.is_enabled_argv(unit)).stdout)

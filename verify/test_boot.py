@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import containerprobes, gpuprobes
 from golden.versions import cuda_tuple
 from verify.lib import DriverExpect, Record, Shell
 
@@ -17,24 +17,24 @@ CTR_CONTAINER = "golden-verify-gpu"
 
 
 @pytest.fixture(scope="module")
-def gpu_rows(expect: dict[str, Any], shell: Shell) -> list[probes.GpuRow]:
+def gpu_rows(expect: dict[str, Any], shell: Shell) -> list[gpuprobes.GpuRow]:
     """Every GPU nvidia-smi lists, with the fields of the driver's era; a GPU it cannot read
     is a row with its error, not the end of the query."""
-    out = shell.run(*probes.gpu_query_argv(str(expect["driver"]["branch"])))
+    out = shell.run(*gpuprobes.gpu_query_argv(str(expect["driver"]["branch"])))
     text = out.stdout + "\n" + out.stderr
-    rows = probes.parse_gpu_query(text, probes.gpu_fields(str(expect["driver"]["branch"])))
+    rows = gpuprobes.parse_gpu_query(text, gpuprobes.gpu_fields(str(expect["driver"]["branch"])))
     if not out.ok and not rows and "No devices were found" not in text:
         raise RuntimeError(f"nvidia-smi --query-gpu failed (exit {out.rc}): {text.strip()[:200]}")
     return rows
 
 
 @pytest.fixture(scope="module")
-def gpus(gpu_rows: list[probes.GpuRow]) -> list[dict[str, str]]:
+def gpus(gpu_rows: list[gpuprobes.GpuRow]) -> list[dict[str, str]]:
     """The GPUs nvidia-smi could read (the others fail ``test_gpu_readable``)."""
     return [r.fields for r in gpu_rows if r.error is None]
 
 
-def test_gpu_readable(gpu_rows: list[probes.GpuRow], driver: DriverExpect,
+def test_gpu_readable(gpu_rows: list[gpuprobes.GpuRow], driver: DriverExpect,
                       record: Record) -> None:
     """Each GPU answers the query, at the driver's version; one GPU's error is its own failure."""
     results = []
@@ -50,11 +50,11 @@ def test_gpu_readable(gpu_rows: list[probes.GpuRow], driver: DriverExpect,
 
 def test_nvidia_smi(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
                     record: Record) -> None:
-    out = shell.run(*probes.SMI_ARGV)
+    out = shell.run(*gpuprobes.SMI_ARGV)
     if not out.ok:
         record.fail("smi-driver-version", driver.describe(), f"nvidia-smi exit {out.rc}",
                     (out.stdout + out.stderr).strip()[:300])
-    banner = probes.parse_smi_banner(out.stdout)
+    banner = gpuprobes.parse_smi_banner(out.stdout)
     ceiling = expect["driver"]["cuda_ceiling"]
     results = [
         record("smi-driver-version", driver.describe(), banner.driver_version,
@@ -67,11 +67,11 @@ def test_nvidia_smi(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
 
 def test_loaded_module(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
                        record: Record) -> None:
-    text = shell.read(probes.PROC_VERSION_PATH)
+    text = shell.read(gpuprobes.PROC_VERSION_PATH)
     if text is None:
         record.fail("loaded-driver-version", driver.describe(), "no driver loaded",
-                    f"{probes.PROC_VERSION_PATH} is missing")
-    proc = probes.parse_proc_version(text)
+                    f"{gpuprobes.PROC_VERSION_PATH} is missing")
+    proc = gpuprobes.parse_proc_version(text)
     results = [record("loaded-driver-version", driver.describe(), proc.version,
                       driver.matches(proc.version))]
     if expect["driver"]["flavor"] == "open":
@@ -93,7 +93,7 @@ def test_cdi_devices(expect: dict[str, Any], shell: Shell, gpus: list[dict[str, 
                      record: Record) -> None:
     if not expect["container"]["cdi"]:
         record.skip("cdi-devices", "CDI is off in the profile")
-    names = probes.parse_cdi_list(shell.run(*probes.CDI_LIST_ARGV).stdout)
+    names = containerprobes.parse_cdi_list(shell.run(*containerprobes.CDI_LIST_ARGV).stdout)
     wanted = [f"nvidia.com/gpu={g['index']}" for g in gpus]
     missing = [w for w in wanted if w not in names]
     assert record("cdi-devices", wanted or "a device per GPU", names or "none",

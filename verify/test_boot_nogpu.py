@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import hostprobes, probes
+from golden import gpuprobes, hostprobes, probes, systemprobes
 from verify.lib import Record, Shell
 
 pytestmark = pytest.mark.phase("boot-nogpu")
@@ -24,13 +24,13 @@ CLOUD_INIT_WAIT_S = "300"
 
 
 def test_multi_user_target(shell: Shell, record: Record) -> None:
-    out = shell.run(*probes.is_active_argv("multi-user.target"))
-    state = probes.parse_unit_state(out.stdout, missing="unknown")
+    out = shell.run(*systemprobes.is_active_argv("multi-user.target"))
+    state = systemprobes.parse_unit_state(out.stdout, missing="unknown")
     assert record("multi-user-target", "active", state, state == "active")
 
 
 def test_no_failed_units(shell: Shell, record: Record) -> None:
-    failed = probes.parse_failed_units(shell.run(*probes.FAILED_UNITS_ARGV).stdout)
+    failed = systemprobes.parse_failed_units(shell.run(*systemprobes.FAILED_UNITS_ARGV).stdout)
     unexpected = sorted(set(failed) - FAIL_WITHOUT_GPU)
     assert record("failed-units", "none (but units that need a GPU)", unexpected or "none",
                   not unexpected, f"all failed: {', '.join(failed)}" if failed else "")
@@ -53,7 +53,7 @@ def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell,
     kernel_log = _kernel_log(shell)
     said = out.stderr + "\n" + "\n".join(line for line in kernel_log.splitlines()
                                          if _about_module(line, module, kernel_name))
-    found = probes.classify_modprobe(said)
+    found = hostprobes.classify_modprobe(said)
     verdict = found if not out.ok or found == "bad-module" else "loaded"
     assert record(f"modprobe[{module}]", "no-device (or loaded)", verdict,
                   verdict in ("no-device", "loaded"), said.strip()[-400:])
@@ -95,10 +95,10 @@ def _trusted_keys(shell: Shell) -> tuple[list[hostprobes.TrustedKey], str]:
 
 
 def test_gpu_check_status(shell: Shell, record: Record) -> None:
-    text = shell.read(probes.GPU_CHECK_STATUS_PATH)
+    text = shell.read(gpuprobes.GPU_CHECK_STATUS_PATH)
     if text is None:
-        record.fail("gpu-check-status", "no-gpu", "no status file", probes.GPU_CHECK_STATUS_PATH)
-    status = probes.parse_gpu_check_status(text)
+        record.fail("gpu-check-status", "no-gpu", "no status file", gpuprobes.GPU_CHECK_STATUS_PATH)
+    status = gpuprobes.parse_gpu_check_status(text)
     assert record("gpu-check-status", "no-gpu", status, status == "no-gpu")
 
 
@@ -106,11 +106,11 @@ def test_cloud_init_done(shell: Shell, record: Record) -> None:
     if not shell.run("sh", "-c", "command -v cloud-init").ok:
         # Not waited for, not guessed: the image simply has no cloud-init to check.
         record.skip("cloud-init", "cloud-init not installed in the image: first-boot config not applied")
-    out = shell.run("timeout", CLOUD_INIT_WAIT_S, *probes.CLOUD_INIT_STATUS_ARGV, "--wait")
+    out = shell.run("timeout", CLOUD_INIT_WAIT_S, *systemprobes.CLOUD_INIT_STATUS_ARGV, "--wait")
     if out.rc == 124:
         record.fail("cloud-init", "done without errors", f"not done after {CLOUD_INIT_WAIT_S}s")
     try:
-        status = probes.parse_cloud_init_status(out.stdout)
+        status = systemprobes.parse_cloud_init_status(out.stdout)
     except probes.ProbeError as e:
         record.fail("cloud-init", "done without errors", f"no status (exit {out.rc})", str(e))
     assert record("cloud-init", "done without errors", status.status, status.ok,

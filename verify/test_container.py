@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import containerprobes, probes, systemprobes
 from verify.lib import Record, Shell
 
 pytestmark = pytest.mark.phase("bake")
@@ -16,8 +16,8 @@ def test_ctk_version(expect: dict[str, Any], shell: Shell, record: Record) -> No
     toolkit = expect["container"]["toolkit"]
     if not toolkit:
         record.skip("ctk-version", "the profile has no container toolkit")
-    out = shell.run(*probes.CTK_VERSION_ARGV)
-    got = probes.parse_ctk_version(out.stdout) if out.ok else f"nvidia-ctk: exit {out.rc}"
+    out = shell.run(*containerprobes.CTK_VERSION_ARGV)
+    got = containerprobes.parse_ctk_version(out.stdout) if out.ok else f"nvidia-ctk: exit {out.rc}"
     assert record("ctk-version", toolkit, got, got == toolkit)
 
 
@@ -36,7 +36,7 @@ def test_runtime_config(expect: dict[str, Any], shell: Shell, record: Record) ->
     text = shell.read(path)
     if text is None:
         record.fail("runtime-config", f"runtime nvidia in {path}", "no such file")
-    names = probes.parse_runtime_config(path, text)
+    names = containerprobes.parse_runtime_config(path, text)
     assert record("runtime-config", f"runtime nvidia in {path}", names or "no runtimes",
                   "nvidia" in names)
 
@@ -53,10 +53,10 @@ def _containerd_config(shell: Shell, record: Record) -> None:
         record.fail("runtime-config", expected, f"no {CONTAINERD_CONFIG}")
     read = {CONTAINERD_CONFIG: text}
     try:
-        for pattern in probes.parse_toml_imports(text):
+        for pattern in containerprobes.parse_toml_imports(text):
             for path in _expand(shell, pattern):
                 read[path] = shell.read(path) or ""
-        found = {p: probes.parse_toml_runtimes(t) for p, t in read.items()}
+        found = {p: containerprobes.parse_toml_runtimes(t) for p, t in read.items()}
     except probes.ProbeError as e:
         record.fail("runtime-config", expected, "a config golden does not read", str(e))
     names = sorted({n for v in found.values() for n in v})
@@ -79,7 +79,7 @@ def test_runtime_enabled(expect: dict[str, Any], shell: Shell, record: Record) -
     if not service:
         record.skip("runtime-enabled", "the profile has no container runtime")
     state = shell.unit_file_state(f"{service}.service")
-    assert record(f"enabled[{service}.service]", "enabled", state, state in probes.ENABLED_STATES)
+    assert record(f"enabled[{service}.service]", "enabled", state, state in systemprobes.ENABLED_STATES)
 
 
 def test_cdi_refresh(expect: dict[str, Any], shell: Shell, record: Record) -> None:
@@ -89,4 +89,4 @@ def test_cdi_refresh(expect: dict[str, Any], shell: Shell, record: Record) -> No
     # Toolkit 1.18+ ships nvidia-cdi-refresh; before that golden installs its own unit.
     unit = "nvidia-cdi-refresh.path" if container["cdi_refresh"] else "golden-cdi-generate.service"
     state = shell.unit_file_state(unit)
-    assert record(f"enabled[{unit}]", "enabled", state, state in probes.ENABLED_STATES)
+    assert record(f"enabled[{unit}]", "enabled", state, state in systemprobes.ENABLED_STATES)

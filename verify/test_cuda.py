@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import gpuprobes
 from golden.versions import cuda_tuple
 from verify.lib import Record, Shell
 
@@ -17,11 +17,11 @@ def test_nvcc(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     toolkit = expect["cuda"]["toolkit"]
     if not toolkit:
         record.skip("nvcc-version", "the profile has no CUDA toolkit")
-    out = shell.run(*probes.nvcc_argv(toolkit))
+    out = shell.run(*gpuprobes.nvcc_argv(toolkit))
     if not out.ok:
         record.fail("nvcc-version", toolkit, "no nvcc",
-                    f"{probes.nvcc_argv(toolkit)[0]}: exit {out.rc} {out.stderr.strip()}")
-    nvcc = probes.parse_nvcc(out.stdout)
+                    f"{gpuprobes.nvcc_argv(toolkit)[0]}: exit {out.rc} {out.stderr.strip()}")
+    nvcc = gpuprobes.parse_nvcc(out.stdout)
     ceiling = expect["driver"]["cuda_ceiling"]
     results = [
         record("nvcc-version", toolkit, nvcc.release, nvcc.release == toolkit, nvcc.version),

@@ -6,23 +6,23 @@ from typing import Any
 
 import pytest
 
-from golden import hostprobes, probes
+from golden import hostprobes, pkgprobes
 from verify.lib import DriverExpect, Record, Shell
 
 pytestmark = pytest.mark.phase("bake")
 
 
 def bootable_kernels(expect: dict[str, Any], shell: Shell,
-                     packages: dict[str, probes.DebPackage]) -> list[str]:
+                     packages: dict[str, pkgprobes.DebPackage]) -> list[str]:
     """The pinned kernel and every other the image can boot (a bootloader picks the newest)."""
-    trees = probes.parse_kernels(shell.run(*probes.KERNELS_ARGV).stdout)
+    trees = hostprobes.parse_kernels(shell.run(*hostprobes.KERNELS_ARGV).stdout)
     images = hostprobes.parse_boot_kernels(shell.run(*hostprobes.BOOT_KERNELS_ARGV).stdout)
     packaged = hostprobes.kernels_from_packages(n for n, p in packages.items() if p.installed)
     return hostprobes.bootable_kernels(expect.get("kernel"), trees, images, packaged)
 
 
 def test_kernel_module(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
-                       packages: dict[str, probes.DebPackage], record: Record) -> None:
+                       packages: dict[str, pkgprobes.DebPackage], record: Record) -> None:
     module = expect["driver"]["module"]
     open_flavor = expect["driver"]["flavor"] == "open"
     kernels = bootable_kernels(expect, shell, packages)
@@ -31,7 +31,7 @@ def test_kernel_module(expect: dict[str, Any], shell: Shell, driver: DriverExpec
     pinned = expect.get("kernel")
     results = []
     for kernel in kernels:
-        out = shell.run(*probes.modinfo_argv(kernel, module))
+        out = shell.run(*hostprobes.modinfo_argv(kernel, module))
         if not out.ok:
             why = out.stderr.strip()
             if pinned and kernel != pinned:
@@ -39,13 +39,13 @@ def test_kernel_module(expect: dict[str, Any], shell: Shell, driver: DriverExpec
             results.append(record(f"module-version[{kernel}]", driver.describe(), "no module",
                                   False, why))
             continue
-        info = probes.parse_modinfo(out.stdout)
+        info = hostprobes.parse_modinfo(out.stdout)
         results.append(record(f"module-version[{kernel}]", driver.describe(), info.version,
                               driver.matches(info.version), info.filename or ""))
         results.append(record(f"module-vermagic[{kernel}]", kernel, info.vermagic_kernel,
                               info.vermagic_kernel == kernel))
         if open_flavor:
-            results.append(record(f"module-license[{kernel}]", probes.OPEN_LICENSE, info.license,
+            results.append(record(f"module-license[{kernel}]", hostprobes.OPEN_LICENSE, info.license,
                                   info.open))
         else:
             results.append(record(f"module-license[{kernel}]", "not open (NVIDIA)", info.license,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import pkgprobes
 from golden.versions import deb_upstream
 from verify.lib import (
     DriverExpect,
@@ -20,7 +20,7 @@ from verify.lib import (
 pytestmark = pytest.mark.phase("bake")
 
 
-def test_package(package: dict[str, Any], packages: dict[str, probes.DebPackage],
+def test_package(package: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                  record: Record) -> None:
     name = package["name"]
     expected = package_expectation(package)
@@ -35,10 +35,10 @@ def test_package(package: dict[str, Any], packages: dict[str, probes.DebPackage]
 
 @pytest.fixture(scope="module")
 def holds(shell: Shell) -> set[str]:
-    out = shell.run(*probes.SHOWHOLD_ARGV)
+    out = shell.run(*pkgprobes.SHOWHOLD_ARGV)
     if not out.ok:
         raise RuntimeError(f"apt-mark showhold failed (exit {out.rc}): {out.stderr.strip()}")
-    return probes.parse_showhold(out.stdout)
+    return pkgprobes.parse_showhold(out.stdout)
 
 
 def test_held(held_package: dict[str, Any], holds: set[str], record: Record) -> None:
@@ -48,17 +48,17 @@ def test_held(held_package: dict[str, Any], holds: set[str], record: Record) -> 
 
 def test_pinned(pinned_package: dict[str, Any], shell: Shell, record: Record) -> None:
     name = pinned_package["name"]
-    policy = probes.parse_apt_policy(shell.run(*probes.apt_policy_argv(name)).stdout).get(name)
-    expected = f"candidate = installed, at priority {probes.PIN_PRIORITY}"
+    policy = pkgprobes.parse_apt_policy(shell.run(*pkgprobes.apt_policy_argv(name)).stdout).get(name)
+    expected = f"candidate = installed, at priority {pkgprobes.PIN_PRIORITY}"
     if policy is None:
         record.fail(f"pinned[{name}]", expected, "unknown to apt")
     prio = policy.priority_of(policy.candidate) if policy.candidate else None
     actual = (f"installed {policy.installed or 'none'}, candidate {policy.candidate or 'none'}"
               f" at priority {prio if prio is not None else 'none'}")
-    assert record(f"pinned[{name}]", expected, actual, policy.pin_effective(probes.PIN_PRIORITY))
+    assert record(f"pinned[{name}]", expected, actual, policy.pin_effective(pkgprobes.PIN_PRIORITY))
 
 
-def test_driver_packages_agree(expect: dict[str, Any], packages: dict[str, probes.DebPackage],
+def test_driver_packages_agree(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                driver: DriverExpect, record: Record) -> None:
     """Every package built from the driver's sources carries one driver version."""
     built = driver_built(expect, packages)
@@ -78,7 +78,7 @@ def test_driver_packages_agree(expect: dict[str, Any], packages: dict[str, probe
                   passed and not broken, detail)
 
 
-def test_no_proprietary_packages(expect: dict[str, Any], packages: dict[str, probes.DebPackage],
+def test_no_proprietary_packages(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                  record: Record) -> None:
     if not expect["driver"]["open_required"]:
         record.skip("no-proprietary-packages", "the GPU does not require the open module")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import systemprobes
 from verify.lib import DriverExpect, Record, Shell, lookup
 
 pytestmark = pytest.mark.phase("bake", "boot-nogpu")
@@ -15,9 +15,9 @@ pytestmark = pytest.mark.phase("bake", "boot-nogpu")
 
 def test_release_manifest(expect: dict[str, Any], shell: Shell, driver: DriverExpect,
                           record: Record) -> None:
-    text = shell.read(probes.RELEASE_PATH)
+    text = shell.read(systemprobes.RELEASE_PATH)
     if text is None:
-        record.fail("release[file]", probes.RELEASE_PATH, "missing")
+        record.fail("release[file]", systemprobes.RELEASE_PATH, "missing")
     try:
         release = json.loads(text)
     except ValueError as e:

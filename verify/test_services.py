@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from golden import probes
+from golden import pkgprobes, systemprobes
 from golden.versions import deb_upstream
 from verify.lib import DriverExpect, Record, Shell
 
@@ -17,7 +17,7 @@ PERSISTENCED_SERVICE = "nvidia-persistenced.service"
 GPU_CHECK_SERVICE = "golden-gpu-check.service"
 
 
-def test_fabric_manager_version(expect: dict[str, Any], packages: dict[str, probes.DebPackage],
+def test_fabric_manager_version(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                 driver: DriverExpect, record: Record) -> None:
     fm = expect["fabric_manager"]
     if not fm["enabled"]:
@@ -34,7 +34,7 @@ def test_fabric_manager_enabled(expect: dict[str, Any], shell: Shell, record: Re
         record.skip(f"enabled[{FABRIC_MANAGER_SERVICE}]", "the GPU has no NVSwitch fabric")
     state = shell.unit_file_state(FABRIC_MANAGER_SERVICE)
     assert record(f"enabled[{FABRIC_MANAGER_SERVICE}]", "enabled", state,
-                  state in probes.ENABLED_STATES)
+                  state in systemprobes.ENABLED_STATES)
 
 
 def test_persistenced_enabled(expect: dict[str, Any], shell: Shell, record: Record) -> None:
@@ -42,10 +42,10 @@ def test_persistenced_enabled(expect: dict[str, Any], shell: Shell, record: Reco
         record.skip(f"enabled[{PERSISTENCED_SERVICE}]", "persistence is off in the profile")
     state = shell.unit_file_state(PERSISTENCED_SERVICE)
     assert record(f"enabled[{PERSISTENCED_SERVICE}]", "enabled", state,
-                  state in probes.ENABLED_STATES)
+                  state in systemprobes.ENABLED_STATES)
 
 
 def test_gpu_check_enabled(shell: Shell, record: Record) -> None:
     state = shell.unit_file_state(GPU_CHECK_SERVICE)
     assert record(f"enabled[{GPU_CHECK_SERVICE}]", "enabled", state,
-                  state in probes.ENABLED_STATES)
+                  state in systemprobes.ENABLED_STATES)

@@ -33,10 +33,11 @@ from tests.fakerepo.lookalikes import (
     pinning_debs,
 )
 from tests.fakerepo.model import Deb, FakeDriver, FakeToolkit, Flavor, Repo
+from tests.fakerepo.sharedlib import COMPILER
 from tests.fakerepo.signing import SigningKey, ensure_key, export_public, sign_release, stop_agent
 
 KEY_FILE = "gpgkey"
-REQUIRED_TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgconf")
+REQUIRED_TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgconf", COMPILER)
 
 
 def build_repo(dest: Path, *, drivers: Sequence[FakeDriver],

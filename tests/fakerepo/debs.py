@@ -45,6 +45,8 @@ class DebSpec:
     description: str = "golden fakerepo look-alike"
     files: dict[str, File] = field(default_factory=dict)
     scripts: dict[str, str] = field(default_factory=dict)   # postinst, postrm, ...
+    links: dict[str, str] = field(default_factory=dict)     # path below / -> symlink target
+    triggers: tuple[str, ...] = ()                          # DEBIAN/triggers lines
 
     @property
     def filename(self) -> str:
@@ -85,11 +87,17 @@ def build_deb(spec: DebSpec, staging: Path, outdir: Path) -> Path:
         sums.append(f"{hashlib.md5(item.data, usedforsecurity=False).hexdigest()}  {rel}\n")
         if rel.startswith("etc/"):
             conffiles.append(f"/{rel}\n")
+    for rel, target in sorted(spec.links.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target)
     debian = root / "DEBIAN"
     (debian / "control").write_text(spec.control(max(1, (size + 1023) // 1024)))
     (debian / "md5sums").write_text("".join(sums))
     if conffiles:
         (debian / "conffiles").write_text("".join(conffiles))
+    if spec.triggers:
+        (debian / "triggers").write_text("".join(f"{t}\n" for t in spec.triggers))
     for name, body in spec.scripts.items():
         (debian / name).write_text(body)
         (debian / name).chmod(0o755)

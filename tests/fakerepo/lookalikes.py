@@ -11,6 +11,10 @@ so that golden's package tables are tested against an independent copy.
 'nvidia-open-580'
 >>> driver_revision("ubuntu", "595.58.03")
 '595.58.03-1ubuntu1'
+>>> sorted(driver_names("debian", "595").libraries)
+['libcuda1', 'libnvidia-ml1', 'libnvidia-ptxjitcompiler1']
+>>> driver_names("ubuntu", "580").libraries["libnvidia-compute-580"]
+('libcuda.so.1', 'libnvidia-ml.so.1', 'libnvidia-ptxjitcompiler.so.1')
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from importlib import resources
 from tests.fakerepo.debs import DebSpec, File
 from tests.fakerepo.elfmod import kernel_module
 from tests.fakerepo.model import FakeDriver, FakeToolkit, Flavor
+from tests.fakerepo.sharedlib import library_files
 
 #: NVIDIA's repository directory names, and the OS family each belongs to.
 FAMILIES = {"debian12": "debian", "debian13": "debian", "ubuntu2204": "ubuntu",
@@ -35,6 +40,13 @@ UNITS = "lib/systemd/system"
 LICENSE = {"open": "Dual MIT/GPL", "proprietary": "NVIDIA"}
 CDI_REFRESH_SINCE = (1, 18, 0)
 NVLSM_VERSION = "2025.10.4-1"   # invented: nvlsm is versioned on its own, not by the driver
+#: What CUDA programs and the container toolkit's "compute" list load, by soname.
+DRIVER_LIBRARIES = ("libcuda.so.1", "libnvidia-ml.so.1", "libnvidia-ptxjitcompiler.so.1")
+#: Debian's one-library-per-package names (NVIDIA's Debian repository follows them).
+DEBIAN_LIBRARY_PACKAGES = {"libcuda1": ("libcuda.so.1",), "libnvidia-ml1": ("libnvidia-ml.so.1",),
+                           "libnvidia-ptxjitcompiler1": ("libnvidia-ptxjitcompiler.so.1",)}
+#: GSP firmware the open module loads, under /lib/firmware/nvidia/<version>/ (its modinfo says so).
+GSP_FIRMWARE = ("gsp_tu10x.bin", "gsp_ga10x.bin")
 
 
 def nvidia_distro(distro: str) -> str:
@@ -53,6 +65,8 @@ class DriverNames:
     proprietary_kmod: str
     userspace: str
     fabricmanager: str
+    libraries: dict[str, tuple[str, ...]]   # package -> the sonames it installs
+    firmware: str                           # GSP firmware, which the open module package needs
 
 
 def driver_names(family: str, branch: str) -> DriverNames:
@@ -66,13 +80,19 @@ def driver_names(family: str, branch: str) -> DriverNames:
                      else f"nvidia-fabricmanager-{branch}")
     if family == "debian":
         return DriverNames("nvidia-open", "cuda-drivers", "nvidia-kernel-open-dkms",
-                           "nvidia-kernel-dkms", "nvidia-driver-cuda", fabricmanager)
+                           "nvidia-kernel-dkms", "nvidia-driver-cuda", fabricmanager,
+                           dict(DEBIAN_LIBRARY_PACKAGES), "firmware-nvidia-gsp")
+    # Ubuntu: libnvidia-compute-* is the user space and carries all the libraries.
+    suffix = f"-{branch}" if int(branch) <= 580 else ""
+    compute = f"libnvidia-compute{suffix}"
     if int(branch) <= 580:
         return DriverNames(f"nvidia-open-{branch}", f"cuda-drivers-{branch}",
                            f"nvidia-dkms-{branch}-open", f"nvidia-dkms-{branch}",
-                           f"libnvidia-compute-{branch}", fabricmanager)
+                           compute, fabricmanager, {compute: DRIVER_LIBRARIES},
+                           f"nvidia-firmware{suffix}")
     return DriverNames("nvidia-open", "cuda-drivers", "nvidia-dkms-open", "nvidia-dkms",
-                       "libnvidia-compute", fabricmanager)
+                       compute, fabricmanager, {compute: DRIVER_LIBRARIES},
+                       f"nvidia-firmware{suffix}")
 
 
 def driver_revision(family: str, upstream: str) -> str:
@@ -104,8 +124,7 @@ def _modules(version: str, flavor: Flavor, kernel: str) -> dict[str, File]:
         fields = [("version", version),
                   ("license", LICENSE[flavor] if follows else LICENSE["open"])]
         if module == "nvidia":
-            fields += [("firmware", f"nvidia/{version}/gsp_tu10x.bin"),
-                       ("firmware", f"nvidia/{version}/gsp_ga10x.bin"),
+            fields += [*(("firmware", f"nvidia/{version}/{f}") for f in GSP_FIRMWARE),
                        ("alias", "pci:v000010DEd*sv*sd*bc03sc02i00*"),
                        ("alias", "pci:v000010DEd*sv*sd*bc03sc00i00*")]
         fields += [("depends", depends), ("retpoline", "Y"),
@@ -124,10 +143,11 @@ def _depmod_script(kernel: str, when: str) -> str:
 
 
 def _kmod_deb(name: str, revision: str, flavor: Flavor, module_version: str, kernel: str,
-              conflicts: str) -> DebSpec:
+              conflicts: str, depends: tuple[str, ...] = ()) -> DebSpec:
     source = "nvidia-open-gpu-kernel-modules" if "open" in name else "nvidia-graphics-drivers"
     return DebSpec(
-        name, revision, source=source, conflicts=(conflicts,), section="multiverse/kernel",
+        name, revision, source=source, depends=depends, conflicts=(conflicts,),
+        section="multiverse/kernel",
         provides=("nvidia-kernel-dkms-any",),
         description=(f"NVIDIA kernel modules ({flavor}), prebuilt for {kernel}\n"
                      "Look-alike of the DKMS package: the modules are shipped built."),
@@ -137,6 +157,43 @@ def _kmod_deb(name: str, revision: str, flavor: Flavor, module_version: str, ker
 
 
 # --- driver ------------------------------------------------------------------
+
+def _libraries(package: str, revision: str, sonames: tuple[str, ...], version: str,
+               description: str) -> DebSpec:
+    """A package of driver libraries: real shared objects at ``version``, ldconfig triggered."""
+    objects, links = library_files(sonames, version)
+    files = {rel: File(data) for rel, data in objects.items()}
+    files[f"usr/share/doc/{package}/README.fakerepo"] = File(
+        f"Look-alike of NVIDIA driver {version} libraries: no code.\n")
+    return DebSpec(package, revision, source="nvidia-graphics-drivers", section="libs",
+                   description=description, files=files, links=links,
+                   triggers=("activate-noawait ldconfig",))
+
+
+def _firmware(package: str, revision: str, version: str) -> DebSpec:
+    return DebSpec(package, revision, source="nvidia-graphics-drivers",
+                   section="non-free-firmware/kernel",
+                   description="NVIDIA GSP firmware (look-alike: not loadable)",
+                   files={f"lib/firmware/nvidia/{version}/{name}":
+                          File(f"golden fakerepo look-alike of {name} for {version}\n")
+                          for name in GSP_FIRMWARE})
+
+
+def _userspace_debs(n: DriverNames, rev: str, version: str) -> list[DebSpec]:
+    """The user space: on Ubuntu one package with every library, on Debian one per library."""
+    if n.userspace in n.libraries:
+        return [_libraries(n.userspace, rev, n.libraries[n.userspace], version,
+                           description="NVIDIA compute libraries (look-alike shared objects)")]
+    libs = [_libraries(pkg, rev, sonames, version,
+                       description=f"NVIDIA driver library {sonames[0]} (look-alike)")
+            for pkg, sonames in n.libraries.items()]
+    return [DebSpec(n.userspace, rev, source="nvidia-graphics-drivers",
+                    depends=tuple(f"{lib.name} (= {rev})" for lib in libs),
+                    description="NVIDIA driver user space (look-alike: the libraries only)",
+                    files={f"usr/share/doc/{n.userspace}/README.fakerepo":
+                           File(f"Look-alike of NVIDIA driver {version} user space.\n")}),
+            *libs]
+
 
 def driver_debs(drv: FakeDriver, family: str, kernel: str,
                 flavor_overrides: Mapping[str, Flavor]) -> list[DebSpec]:
@@ -158,12 +215,12 @@ def driver_debs(drv: FakeDriver, family: str, kernel: str,
         DebSpec(n.proprietary_meta, rev, source="nvidia-graphics-drivers",
                 depends=(f"{n.proprietary_kmod} (= {rev})", f"{n.userspace} (= {rev})"),
                 description="NVIDIA driver metapackage, proprietary kernel modules"),
-        _kmod_deb(n.open_kmod, rev, open_flavor, modver, kver, n.proprietary_kmod),
+        # The open module loads GSP firmware; the proprietary one runs without it.
+        _kmod_deb(n.open_kmod, rev, open_flavor, modver, kver, n.proprietary_kmod,
+                  depends=(f"{n.firmware} (= {rev})",)),
         _kmod_deb(n.proprietary_kmod, rev, prop_flavor, modver, kver, n.open_kmod),
-        DebSpec(n.userspace, rev, source="nvidia-graphics-drivers",
-                description="NVIDIA driver user-space libraries (empty look-alike)",
-                files={f"usr/share/doc/{n.userspace}/README.fakerepo":
-                       File(f"Look-alike of NVIDIA driver {drv.version} user space.\n")}),
+        _firmware(n.firmware, rev, drv.version),
+        *_userspace_debs(n, rev, drv.version),
         DebSpec(n.fabricmanager, f"{fm_upstream}-1", source="nvidia-fabric-manager",
                 description="Fabric Manager for NVSwitch based systems", files={
                     "usr/bin/nv-fabricmanager": _sh(

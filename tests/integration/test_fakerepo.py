@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Packages
 
+from golden import hostprobes
 from golden.kb import load as load_kb
 from golden.plan import make_plan
 from golden.profile import DriverSource, load_profile
@@ -35,8 +36,12 @@ KERNEL = "6.1.0-50-cloud-amd64"
 BRANCH_595 = ("595.58.03", "595.71.05")
 OTHER_BRANCH = "610.57.04"
 CTK = "1.19.0"
-TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgconf", "apt-get", "apt-cache", "dpkg",
-         "dpkg-query", "depmod", "modinfo")
+TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgconf", "cc", "apt-get", "apt-cache", "dpkg",
+         "dpkg-query", "depmod", "modinfo", "ldconfig")
+# What golden's verification resolves through ldconfig (golden/data/packages.yaml driver_libraries).
+SONAMES = ("libcuda.so.1", "libnvidia-ml.so.1", "libnvidia-ptxjitcompiler.so.1")
+DEBIAN_LIBS = ("libcuda1", "libnvidia-ml1", "libnvidia-ptxjitcompiler1")
+LIBDIR = "usr/lib/x86_64-linux-gnu"
 # The formats golden's verification parses (shared/facts/nvidia-facts.md, section 9).
 CTK_VERSION_RE = re.compile(r"NVIDIA Container Toolkit CLI version (\d+\.\d+\.\d+)")
 NVCC_RE = re.compile(r"release (\d+)\.(\d+), V(\d+\.\d+\.\d+)")
@@ -91,6 +96,21 @@ def sh(argv: list[str | Path]) -> subprocess.CompletedProcess[str]:
     return run(argv, check=False, env=base_env(), timeout=60)
 
 
+def linker_versions(libdir: Path, cache: Path) -> dict[str, str | None]:
+    """soname -> driver version of the file ``ldconfig -p`` resolves it to, as verification reads it.
+
+    The cache is built from ``libdir`` alone (``-f /dev/null``); the host's own
+    libraries, which ldconfig always adds, are left out of the answer.
+    """
+    run(["ldconfig", "-C", cache, "-f", "/dev/null", "-X", libdir])
+    out = run(["ldconfig", "-C", cache, "-p"]).stdout
+    ours = [line for line in out.splitlines() if f"=> {libdir}/" in line]
+    assert ours, out
+    found = hostprobes.parse_ldconfig("\n".join(ours))
+    return {soname: hostprobes.library_version(soname, str(Path(path).resolve()))
+            for soname, path in found.items()}
+
+
 def ctk_version(out: str) -> str:
     m = CTK_VERSION_RE.match(out)
     assert m, out
@@ -139,6 +159,14 @@ def test_packages_have_nvidia_names_versions_and_sources(served: Served) -> None
             assert (name, rev) in index, name
         assert index[("nvidia-open", rev)]["Source"] == "nvidia-graphics-drivers"
         assert f"nvidia-kernel-open-dkms (= {rev})" in index[("nvidia-open", rev)]["Depends"]
+        # The libraries under Debian's names, pulled in by the user space; the open
+        # module package brings the GSP firmware it loads.
+        for name in (*DEBIAN_LIBS, "firmware-nvidia-gsp"):
+            assert index[(name, rev)]["Source"] == "nvidia-graphics-drivers", name
+            assert f"{name} (= {rev})" in index[(
+                "nvidia-kernel-open-dkms" if name.startswith("firmware") else "nvidia-driver-cuda",
+                rev)]["Depends"], name
+        assert "firmware-nvidia-gsp" not in index[("nvidia-kernel-dkms", rev)].get("Depends", "")
     assert ("nvidia-driver-pinning-595", "595-1") in index
     for name in ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
                  "libnvidia-container-tools", "libnvidia-container1"):
@@ -214,7 +242,8 @@ def test_driver_and_toolkit_install_and_modinfo_finds_the_module(served: Served,
     repo = served.repo
     version = BRANCH_595[0]
     debs = [repo.deb(n, f"{version}-1") for n in ("nvidia-open", "nvidia-kernel-open-dkms",
-                                                  "nvidia-driver-cuda", "nvidia-persistenced")]
+                                                  "nvidia-driver-cuda", "nvidia-persistenced",
+                                                  "firmware-nvidia-gsp", *DEBIAN_LIBS)]
     debs += [repo.deb(n, f"{CTK}-1") for n in ("nvidia-container-toolkit",
                                                "nvidia-container-toolkit-base",
                                                "libnvidia-container-tools", "libnvidia-container1")]
@@ -236,6 +265,11 @@ def test_driver_and_toolkit_install_and_modinfo_finds_the_module(served: Served,
     assert modinfo("version") == version
     assert modinfo("license") == "Dual MIT/GPL"
     assert modinfo("filename") == f"{root}/lib/modules/{KERNEL}/updates/dkms/nvidia.ko"
+    # The libraries resolve through the dynamic linker to files of the driver's version,
+    # and the GSP firmware the module names is where the kernel looks for it.
+    assert linker_versions(root / LIBDIR, tmp_path / "ld.so.cache") == dict.fromkeys(SONAMES, version)
+    assert sorted(p.name for p in (root / f"lib/firmware/nvidia/{version}").glob("gsp_*.bin")) == \
+        sorted(Path(f).name for f in modinfo("firmware").split())
     # The toolkit's postinst wrote the runtime's configuration through nvidia-ctk.
     assert "[nvidia-container-runtime]" in \
         (root / "etc/nvidia-container-runtime/config.toml").read_text()
@@ -252,6 +286,26 @@ def test_module_files_are_real_modules(served: Served, tmp_path: Path) -> None:
         assert run(["modinfo", "-F", "vermagic", ko]).stdout.startswith(f"{KERNEL} SMP ")
         assert run(["modinfo", "-F", "license", root / f"lib/modules/{KERNEL}/updates/dkms/"
                     "nvidia-uvm.ko"]).stdout.strip() == "Dual MIT/GPL"
+
+
+@pytest.mark.parametrize("version", ["580.95.05", "595.58.03"])
+def test_ubuntu_compute_package_carries_the_libraries(tools: None, tmp_path: Path,
+                                                      version: str) -> None:
+    """Ubuntu: one libnvidia-compute package (branch-suffixed up to R580) holds all three."""
+    repo = build_repo(tmp_path / "r", drivers=[FakeDriver(version)], ctk_versions=[],
+                      distro="ubuntu2404", kernel=KERNEL)
+    suffix = "-580" if version.startswith("580") else ""
+    rev = f"{version}-1ubuntu1"
+    compute = repo.deb(f"libnvidia-compute{suffix}", rev)
+    root = extract(compute, tmp_path / "compute")
+    assert linker_versions(root / LIBDIR, tmp_path / "ld.so.cache") == dict.fromkeys(SONAMES, version)
+    assert run(["dpkg-deb", "-I", compute, "triggers"]).stdout.split() == \
+        ["activate-noawait", "ldconfig"]
+    assert f"nvidia-firmware{suffix} (= {rev})" in field(
+        repo.deb(f"nvidia-dkms{suffix}-open", rev), "Depends")
+    firmware = extract(repo.deb(f"nvidia-firmware{suffix}", rev), tmp_path / "firmware")
+    assert sorted(p.name for p in (firmware / f"lib/firmware/nvidia/{version}").iterdir()) == \
+        ["gsp_ga10x.bin", "gsp_tu10x.bin"]
 
 
 def test_planted_module_faults(tools: None, tmp_path: Path) -> None:

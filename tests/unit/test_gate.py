@@ -300,6 +300,13 @@ def test_newest_feature_branch_is_not_warned_about_forever() -> None:
     assert not {"branch-eol-unknown", "branch-superseded", "branch-eol"} & found
 
 
+def test_cdi_on_an_old_runtime_warns_without_refusing() -> None:
+    """Debian 12's docker 20.10 cannot take CDI device requests, but the specs are still written
+    and the nvidia runtime still injects GPUs: a warning, and the profile still passes."""
+    found = [f for f in check(variant(os=OsName.DEBIAN_12), KB, today=TODAY) if f.rule == "cdi-runtime-too-old"]
+    assert [f.severity for f in found] == [Severity.WARNING]
+
+
 def test_cdi_spec_rule_stays_quiet_where_native_cdi_already_fails() -> None:
     found = rules(check(variant(os=OsName.DEBIAN_12), KB, today=TODAY))
     assert "cdi-runtime-too-old" in found and "cdi-spec-runtime-too-old" not in found

@@ -1,6 +1,6 @@
 """The probe parsers against captured and transcribed output (tests/fixtures/probes/).
 
-Each ``<probe>/<case>.txt`` is parsed with ``golden.probes.PARSERS[probe]`` and
+Each ``<probe>/<case>.txt`` is parsed with ``golden.allprobes.PARSERS[probe]`` and
 compared with ``<case>.json``; see the README there for which cases are real
 captures. A new output format is a new fixture pair, not a new test.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from golden import hostprobes, probes
+from golden import allprobes, containerprobes, gpuprobes, hostprobes, pkgprobes, probes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "probes"
 CASES = sorted(FIXTURES.glob("*/*.txt"))
@@ -21,7 +21,7 @@ CASES = sorted(FIXTURES.glob("*/*.txt"))
 
 def test_every_parser_has_fixtures() -> None:
     dirs = {p.name for p in FIXTURES.iterdir() if p.is_dir()}
-    assert dirs == set(probes.PARSERS)
+    assert dirs == set(allprobes.PARSERS)
     for name in dirs:
         assert list((FIXTURES / name).glob("*.txt")), f"no cases for {name}"
 
@@ -29,7 +29,7 @@ def test_every_parser_has_fixtures() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_parser_matches_fixture(case: Path) -> None:
     expected = json.loads(case.with_suffix(".json").read_text())
-    parse = probes.PARSERS[case.parent.name]
+    parse = allprobes.PARSERS[case.parent.name]
     text = case.read_text()
     if isinstance(expected, dict) and set(expected) == {"error"}:
         with pytest.raises(probes.ProbeError, match=expected["error"]):
@@ -40,13 +40,13 @@ def test_parser_matches_fixture(case: Path) -> None:
 
 def test_pin_effective_needs_the_pin_priority() -> None:
     text = (FIXTURES / "apt-cache-policy" / "pin-effective-1001.txt").read_text()
-    policy = probes.parse_apt_policy(text)["bash"]
-    assert policy.pin_effective(probes.PIN_PRIORITY)
+    policy = pkgprobes.parse_apt_policy(text)["bash"]
+    assert policy.pin_effective(pkgprobes.PIN_PRIORITY)
     assert not policy.pin_effective(990)
 
 
 def test_command_quotes_and_sets_the_c_locale() -> None:
-    line = probes.command(*probes.dpkg_query_argv("nvidia-open"))
+    line = probes.command(*pkgprobes.dpkg_query_argv("nvidia-open"))
     assert line.startswith("LC_ALL=C dpkg-query -W -f '${binary:Package}\t")
     assert line.endswith(" nvidia-open")
 
@@ -54,10 +54,10 @@ def test_command_quotes_and_sets_the_c_locale() -> None:
 def test_runtime_config_dispatches_on_the_file_type() -> None:
     toml = (FIXTURES / "containerd-toml" / "dropin-v3.txt").read_text()
     daemon = (FIXTURES / "docker-daemon-json" / "nvidia-runtime.txt").read_text()
-    assert probes.parse_runtime_config("/etc/containerd/conf.d/99-nvidia.toml", toml) == ["nvidia"]
-    assert probes.parse_runtime_config("/etc/docker/daemon.json", daemon) == ["nvidia"]
+    assert containerprobes.parse_runtime_config("/etc/containerd/conf.d/99-nvidia.toml", toml) == ["nvidia"]
+    assert containerprobes.parse_runtime_config("/etc/docker/daemon.json", daemon) == ["nvidia"]
     with pytest.raises(probes.ProbeError):
-        probes.parse_runtime_config("/etc/docker/daemon.json", toml)
+        containerprobes.parse_runtime_config("/etc/docker/daemon.json", toml)
 
 
 # -- what the image would boot with (golden.hostprobes) ------------------------------------------
@@ -116,17 +116,17 @@ def test_library_version_is_read_off_the_real_file_name() -> None:
 
 
 def test_gpu_query_asks_only_fields_of_the_driver_era() -> None:
-    assert "kmd_version" in probes.gpu_query_argv("595")[1]
-    assert "driver_version" not in probes.gpu_query_argv("610")[1]
-    assert "driver_version" in probes.gpu_query_argv("535")[1]
-    rows = probes.parse_gpu_query(_fixture("nvidia-smi-query-gpu", "one-gpu-lost"))
+    assert "kmd_version" in gpuprobes.gpu_query_argv("595")[1]
+    assert "driver_version" not in gpuprobes.gpu_query_argv("610")[1]
+    assert "driver_version" in gpuprobes.gpu_query_argv("535")[1]
+    rows = gpuprobes.parse_gpu_query(_fixture("nvidia-smi-query-gpu", "one-gpu-lost"))
     assert [r.gpu for r in rows if r.error] == ["0000:2A:00.0", "2"]
     assert [r.gpu for r in rows if not r.error] == ["0"]
 
 
 def test_containerd_imports_and_the_v1_schema() -> None:
     main = 'version = 2\nimports = ["/etc/containerd/conf.d/*.toml"]\n'
-    assert probes.parse_toml_imports(main) == ["/etc/containerd/conf.d/*.toml"]
+    assert containerprobes.parse_toml_imports(main) == ["/etc/containerd/conf.d/*.toml"]
     with pytest.raises(probes.ProbeError, match="version 1"):
-        probes.parse_runtime_config("/etc/containerd/config.toml",
+        containerprobes.parse_runtime_config("/etc/containerd/config.toml",
                                     _fixture("containerd-toml", "v1-schema"))

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from golden import hostprobes, probes
+from golden import hostprobes, pkgprobes
 from golden.errors import GoldenError
 from golden.kb import load
 from golden.plan import make_plan
@@ -115,10 +115,10 @@ def test_run_verify_refuses_bad_input_before_starting(tmp_path: Path) -> None:
 
 # -- the real runner (integration) --------------------------------------------------------------
 
-def _installed(*names: str) -> dict[str, probes.DebPackage]:
+def _installed(*names: str) -> dict[str, pkgprobes.DebPackage]:
     require_tool("dpkg-query")
-    out = run(probes.dpkg_query_argv(*names))
-    return {p.name: p for p in probes.parse_dpkg(out.stdout) if p.installed}
+    out = run(pkgprobes.dpkg_query_argv(*names))
+    return {p.name: p for p in pkgprobes.parse_dpkg(out.stdout) if p.installed}
 
 
 def _machine_expectations(tmp_path: Path, driver_sources: list[str], driver_version: str | None,
