@@ -56,12 +56,17 @@ _TOML_RUNTIME_TABLES = (
 )
 
 
-def parse_toml_runtimes(text: str) -> list[str]:
-    """A containerd config or drop-in (``conf.d/99-nvidia.toml``): the runtime names defined."""
+def _toml(text: str) -> Any:
+    """A containerd config parsed; not TOML is a ProbeError."""
     try:
-        data: Any = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProbeError(f"not TOML: {e}") from None
+
+
+def parse_toml_runtimes(text: str) -> list[str]:
+    """A containerd config or drop-in (``conf.d/99-nvidia.toml``): the runtime names defined."""
+    data = _toml(text)
     plugins = data.get("plugins")
     if (isinstance(plugins, dict) and "cri" in plugins) or data.get("version") == 1:
         # containerd reads a version 1 file with other table names (plugins.cri…); read as
@@ -80,10 +85,7 @@ def parse_toml_runtimes(text: str) -> list[str]:
 
 def parse_toml_imports(text: str) -> list[str]:
     """A containerd config's ``imports``: the files (or globs) it reads after itself."""
-    try:
-        data: Any = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ProbeError(f"not TOML: {e}") from None
+    data = _toml(text)
     imports = data.get("imports")
     return [str(i) for i in imports] if isinstance(imports, list) else []
 
