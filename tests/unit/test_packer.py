@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,10 +201,9 @@ def test_interrupt_stops_packer_and_waits_for_it(tmp_path: Path) -> None:
             raise KeyboardInterrupt
 
     log = tmp_path / "p.log"
-    began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         packer.build(d, only="null.t", variables={}, log_path=log, on_event=on_event)
-    assert time.monotonic() - began < 90   # well before the 120 s sleep ends
+    # No timing: the provisioner's last line is the proof that its sleep was cut short.
     text = log.read_text()
     assert "Cancelling build after receiving interrupt" in text
     assert "finished" not in text.replace("Build 'null.t' finished", "")
