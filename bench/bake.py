@@ -28,8 +28,8 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from golden import packer, render
-from golden.commands import gated_plan
 from golden.kb import load as load_kb
+from golden.pipeline import gated_plan
 from golden.targets import local, rootfs
 
 

@@ -19,77 +19,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 
+from golden.gate_rules import CTK, DRIVER, RULES, Finding, Severity, finding
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
-from golden.profile import DriverSource, Flavor, Profile, Runtime
+from golden.plan import BASE, make_plan
+from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
 from golden.versions import DriverVersion, cuda_tuple, release_tuple
 
-
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: Severity
-    message: str
-
-
-E, W = Severity.ERROR, Severity.WARNING
-
-#: Every rule the gate knows: id -> (severity, what it checks). Drives --help and docs.
-RULES: dict[str, tuple[Severity, str]] = {
-    "cuda-unknown-release": (E, "the CUDA toolkit X.Y is not a known release (12.7 never existed)"),
-    "cuda-release-unconfirmed": (W, "the toolkit's minimum driver is UNCONFIRMED in the data"),
-    "cuda-major-above-driver": (E, "the toolkit's CUDA major is above the branch's CUDA ceiling"),
-    "driver-below-mvc-floor": (E, "the driver is below the minor-version-compatibility floor "
-                                  "of the toolkit's major"),
-    "cuda-minor-above-driver": (W, "same major, but the toolkit's minor is above the branch's "
-                                   "ceiling: it runs under minor-version compatibility only"),
-    "driver-below-toolkit-driver": (W, "the pinned driver is older than the driver a release of "
-                                       "the toolkit ships with (Table 3)"),
-    "driver-version-outside-branch": (E, "driver.version does not belong to driver.branch"),
-    "gpu-needs-newer-driver": (E, "the GPU needs a newer driver than the branch or pin gives"),
-    "gpu-needs-newer-cuda": (E, "the toolkit predates the GPU: it cannot build code for it"),
-    "gpu-branch-excluded": (E, "the GPU's vendor says the branch must not be used on it (AWS: R595 on "
-                               "P3/P3dn and G6f)"),
-    "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
-                         "(Grace superchips are arm64)"),
-    "arch-branch-dropped": (E, "the branch is past the last branch of the GPU's architecture"),
-    "arch-cuda-dropped": (E, "the toolkit's major dropped the GPU's architecture"),
-    "open-module-required": (E, "proprietary kernel module on a GPU that requires the open one"),
-    "open-module-recommended": (W, "proprietary kernel module where the open one is recommended"),
-    "open-module-unsupported": (E, "open kernel module on a GPU only the proprietary one drives"),
-    "proprietary-removed": (E, "proprietary kernel module on a branch that no longer ships it"),
-    "fabric-manager-disabled": (E, "fabric_manager is false on an NVSwitch GPU"),
-    "fabric-manager-without-nvswitch": (W, "fabric_manager is true on a GPU without NVSwitch"),
-    "ctk-unknown": (E, "the NVIDIA Container Toolkit version is not a known release"),
-    "ctk-unconfirmed": (W, "the NVIDIA Container Toolkit version is UNCONFIRMED"),
-    "ctk-without-runtime": (W, "a container toolkit without a container runtime to configure"),
-    # Warnings: the specs are still written and the nvidia runtime still injects GPUs (and reads
-    # CDI specs itself in its cdi mode); only the runtime's own CDI device requests fail.
-    "cdi-runtime-too-old": (W, "container.cdi with a runtime the OS ships too old for native CDI "
-                               "(Docker < 25)"),
-    "cdi-spec-runtime-too-old": (W, "the toolkit writes CDI specs (0.7.0 from 1.19) the OS's runtime "
-                                    "cannot read (Docker < 26.1.0, containerd < 1.7.16)"),
-    "containerd-config-v3": (E, "containerd 2.x (config version 3) with a toolkit older than 1.17.4, "
-                                "which cannot configure it"),
-    "runtime-version-unknown": (W, "a runtime rule needs the OS's runtime version, which the data "
-                                   "does not have"),
-    "branch-eol": (W, "the driver branch is past its end of life"),
-    "branch-eol-soon": (W, "the driver branch reaches its end of life within 90 days"),
-    "branch-eol-unknown": (W, "the driver branch's end of life is not known"),
-    "branch-superseded": (W, "a new feature branch (no end-of-life date) whose next branch has shipped"),
-    "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
-    "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
-    "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
-                                "must be enrolled (MOK) before the module loads (seed failure mode 5)"),
-    "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
-                         "(<= R580 suffixed, >= R590 pinning)"),
-}
+__all__ = ["EOL_WARNING_DAYS", "PINNING_FROM", "RULES", "Finding", "Severity", "Skip", "branch_status", "check",
+           "expected_naming", "format_finding", "format_skip", "has_errors", "layers_of", "skipped",
+           "unknown_toolkit"]
 
 #: How close an end of life must be to warn (nvidia-facts.md section 2).
 EOL_WARNING_DAYS = 90
@@ -113,23 +52,33 @@ class _Ctx:
     profile: Profile
     kb: KnowledgeBase
     today: datetime.date
-    branch: Branch
+    #: The driver's branch; None on an image without a driver (its rules are skipped).
+    driver_branch: Branch | None
     gpu: Gpu
     arch: Architecture
 
     @property
+    def driver(self) -> Driver:
+        """The profile's driver: only rules of the driver layer ask, and they run only with one."""
+        if self.profile.driver is None:
+            raise AssertionError("a driver rule ran on a profile without a driver")
+        return self.profile.driver
+
+    @property
+    def branch(self) -> Branch:
+        if self.driver_branch is None:
+            raise AssertionError("a driver rule ran on a profile without a driver")
+        return self.driver_branch
+
+    @property
     def pinned(self) -> DriverVersion | None:
-        v = self.profile.driver.version
+        v = self.driver.version
         return DriverVersion(v) if v else None
 
     @property
     def driver_shown(self) -> str:
         """The driver as the profile asks for it: ``R595`` or ``595.58.03``."""
-        return self.profile.driver.version or f"R{self.branch.name}"
-
-
-def _finding(rule: str, message: str) -> Finding:
-    return Finding(rule, RULES[rule][0], message)
+        return self.driver.version or f"R{self.branch.name}"
 
 
 Rule = Callable[[_Ctx], Iterator[Finding]]
@@ -145,11 +94,11 @@ def _cuda(c: _Ctx) -> Iterator[Finding]:
     major = str(cuda_tuple(toolkit)[0])
     releases = kb.releases_of(toolkit)
     if not releases:
-        yield _finding("cuda-unknown-release", unknown_toolkit(kb, toolkit))
+        yield finding("cuda-unknown-release", unknown_toolkit(kb, toolkit))
         return
     if all(r.min_driver is None for r in releases):
         r = releases[0]
-        yield _finding("cuda-release-unconfirmed",
+        yield finding("cuda-release-unconfirmed",
                        f"the minimum driver of CUDA {toolkit} is UNCONFIRMED"
                        f"{f' ({r.note})' if r.note else ''} {r.cite}")
 
@@ -157,7 +106,7 @@ def _cuda(c: _Ctx) -> Iterator[Finding]:
     ceiling_major = str(cuda_tuple(ceiling)[0])
     floor = kb.mvc_floor(major)
     if cuda_tuple(ceiling)[0] < int(major):
-        yield _finding("cuda-major-above-driver",
+        yield finding("cuda-major-above-driver",
                        f"CUDA {toolkit} needs a CUDA {major}.x driver but R{branch.name} "
                        f"tops out at CUDA {ceiling} (a newer major needs cuda-compat, which "
                        f"golden does not install) {branch.cite}")
@@ -167,13 +116,13 @@ def _cuda(c: _Ctx) -> Iterator[Finding]:
         below = (c.pinned < floor_version if c.pinned is not None
                  else int(branch.name) < floor_version.parts[0])
         if below:
-            yield _finding("driver-below-mvc-floor",
+            yield finding("driver-below-mvc-floor",
                            f"CUDA {major}.x needs driver >= {floor_version} but the profile "
                            f"asks for {c.driver_shown} {floor_fact.cite}")
             return
     if ceiling_major == major and cuda_tuple(toolkit) > cuda_tuple(ceiling):
         mvc = f" {floor[1].cite}" if floor else ""
-        yield _finding("cuda-minor-above-driver",
+        yield finding("cuda-minor-above-driver",
                        f"CUDA {toolkit} is newer than R{branch.name}'s CUDA {ceiling} ceiling: "
                        f"it runs under minor-version compatibility only (no PTX JIT of "
                        f"{toolkit} code, APIs that need a newer driver fail){mvc} {branch.cite}")
@@ -184,7 +133,7 @@ def _cuda(c: _Ctx) -> Iterator[Finding]:
         newer = [r for r in releases if r.min_driver and DriverVersion(r.min_driver) > c.pinned]
         if newer:
             r = max(newer, key=lambda x: DriverVersion(x.min_driver or "0"))
-            yield _finding("driver-below-toolkit-driver",
+            yield finding("driver-below-toolkit-driver",
                            f"driver {c.pinned} is older than the {r.min_driver} that CUDA "
                            f"{r.version} ships with: allowed under minor-version compatibility, "
                            f"but PTX JIT and newer-driver APIs fail {r.cite}")
@@ -206,7 +155,7 @@ def unknown_toolkit(kb: KnowledgeBase, toolkit: str) -> str:
 
 def _pinned_version(c: _Ctx) -> Iterator[Finding]:
     if c.pinned is not None and c.pinned.branch != c.branch.name:
-        yield _finding("driver-version-outside-branch",
+        yield finding("driver-version-outside-branch",
                        f"driver.version {c.pinned} is of branch R{c.pinned.branch}, not of "
                        f"driver.branch R{c.branch.name}")
 
@@ -217,32 +166,32 @@ def _gpu(c: _Ctx) -> Iterator[Finding]:
         need = DriverVersion(gpu.min_driver)
         why = f" ({gpu.min_driver_note})" if gpu.min_driver_note else ""
         if int(branch.name) < need.parts[0]:
-            yield _finding("gpu-needs-newer-driver",
+            yield finding("gpu-needs-newer-driver",
                            f"{gpu.name} needs driver >= {need}, which branch R{branch.name} "
                            f"cannot give{why} {gpu.cite}")
         elif c.pinned is not None and c.pinned.branch == branch.name and c.pinned < need:
-            yield _finding("gpu-needs-newer-driver",
+            yield finding("gpu-needs-newer-driver",
                            f"{gpu.name} needs driver >= {need}, but driver.version is "
                            f"{c.pinned}{why} {gpu.cite}")
     if branch.name in gpu.not_with_branches:
-        yield _finding("gpu-branch-excluded",
+        yield finding("gpu-branch-excluded",
                        f"R{branch.name} must not be used on {gpu.name} "
                        f"({', '.join(gpu.aws) or 'no AWS instance'}): AWS says driver "
                        f"{branch.name} is not compatible with P3, P3dn and G6f instances {gpu.cite}")
     toolkit = c.profile.cuda_toolkit
     if toolkit and gpu.min_cuda and cuda_tuple(toolkit) < cuda_tuple(gpu.min_cuda):
-        yield _finding("gpu-needs-newer-cuda",
+        yield finding("gpu-needs-newer-cuda",
                        f"{gpu.name} needs CUDA >= {gpu.min_cuda} (first toolkit with its compute "
                        f"capability); CUDA {toolkit} cannot build code for it {gpu.cite}")
     arch = c.arch
     if arch.last_branch is not None and int(branch.name) > int(arch.last_branch):
-        yield _finding("arch-branch-dropped",
+        yield finding("arch-branch-dropped",
                        f"{arch.name} GPUs ({gpu.name}) are driven by branches up to "
                        f"R{arch.last_branch} only, not R{branch.name} {arch.cite}")
     # Not yet a field of kb.Architecture; read it when the knowledge base carries it.
     last_major = arch.last_cuda_major
     if toolkit and last_major is not None and cuda_tuple(toolkit)[0] > int(last_major):
-        yield _finding("arch-cuda-dropped",
+        yield finding("arch-cuda-dropped",
                        f"CUDA {toolkit} dropped {arch.name} GPUs ({gpu.name}); the last "
                        f"toolkit for them is CUDA {last_major}.x {arch.cite}")
 
@@ -250,29 +199,29 @@ def _gpu(c: _Ctx) -> Iterator[Finding]:
 def _host_arch(c: _Ctx) -> Iterator[Finding]:
     wanted, arch = c.gpu.host_arch, c.profile.arch.value
     if wanted and arch not in wanted:
-        yield _finding("gpu-host-arch",
+        yield finding("gpu-host-arch",
                        f"{c.gpu.name} comes only in {' or '.join(wanted)} hosts; the profile builds "
                        f"for arch {arch}: set arch: {wanted[0]} {c.gpu.cite}")
 
 
 def _module(c: _Ctx) -> Iterator[Finding]:
-    flavor, arch, gpu, branch = c.profile.driver.flavor, c.arch, c.gpu, c.branch
+    flavor, arch, gpu, branch = c.driver.flavor, c.arch, c.gpu, c.branch
     if flavor is Flavor.PROPRIETARY:
         if arch.open_module == "required":
-            yield _finding("open-module-required",
+            yield finding("open-module-required",
                            f"{gpu.name} is a {arch.name} GPU: it requires the open kernel "
                            f"module; the proprietary module is unsupported on it {arch.cite}")
         elif arch.open_module == "recommended":
-            yield _finding("open-module-recommended",
+            yield finding("open-module-recommended",
                            f"{gpu.name} is a {arch.name} GPU: the open kernel module is "
                            f"recommended; proprietary still works here but not on Grace Hopper "
                            f"or Blackwell {arch.cite}")
         if branch.proprietary_removed:
-            yield _finding("proprietary-removed",
+            yield finding("proprietary-removed",
                            f"R{branch.name} ships no proprietary kernel module (removed) "
                            f"{branch.cite}")
     elif arch.open_module == "unsupported":
-        yield _finding("open-module-unsupported",
+        yield finding("open-module-unsupported",
                        f"{gpu.name} is a {arch.name} GPU, which the open kernel module does "
                        f"not support; use flavor: proprietary {arch.cite}")
 
@@ -280,12 +229,12 @@ def _module(c: _Ctx) -> Iterator[Finding]:
 def _fabric_manager(c: _Ctx) -> Iterator[Finding]:
     fm, gpu = c.profile.fabric_manager, c.gpu
     if gpu.nvswitch and fm is False:
-        yield _finding("fabric-manager-disabled",
+        yield finding("fabric-manager-disabled",
                        f"{gpu.name} boards have NVSwitches: without nvidia-fabricmanager (at "
                        f"exactly the driver version) the GPUs do not come up for CUDA; set "
                        f"fabric_manager: auto {gpu.cite}")
     elif not gpu.nvswitch and fm is True:
-        yield _finding("fabric-manager-without-nvswitch",
+        yield finding("fabric-manager-without-nvswitch",
                        f"{gpu.name} has no NVSwitch: nvidia-fabricmanager has nothing to "
                        f"manage and its service fails to start {gpu.cite}")
 
@@ -300,15 +249,15 @@ def _container(c: _Ctx) -> Iterator[Finding]:
     if fact is None:
         same = [v for v in c.kb.container_toolkits if v.rsplit(".", 1)[0] == ctk.rsplit(".", 1)[0]]
         known = ", ".join(same) or ", ".join(list(c.kb.container_toolkits)[-3:])
-        yield _finding("ctk-unknown",
+        yield finding("ctk-unknown",
                        f"NVIDIA Container Toolkit {ctk} is not a known release (known near it: "
                        f"{known}) [CTKS; CTKD]")
     elif fact.confidence == "unconfirmed":
-        yield _finding("ctk-unconfirmed",
+        yield finding("ctk-unconfirmed",
                        f"NVIDIA Container Toolkit {ctk} is UNCONFIRMED: no release of it was read "
                        f"{fact.cite}")
     if c.profile.container.runtime is Runtime.NONE:
-        yield _finding("ctk-without-runtime",
+        yield finding("ctk-without-runtime",
                        f"container.toolkit {ctk} with container.runtime none: nvidia-ctk has no "
                        f"runtime to configure (only CDI specs are written)")
 
@@ -338,13 +287,13 @@ def _runtime(c: _Ctx) -> Iterator[Finding]:
                 unknown.append(f"the CDI {spec.spec} specs of container toolkit {ctk} need "
                                f"{runtime.value} >= {spec_min} {spec.cite}")
         elif native is not None and release_tuple(have) < release_tuple(native.version):
-            yield _finding("cdi-runtime-too-old",
+            yield finding("cdi-runtime-too-old",
                            f"container.cdi: CDI device requests need {runtime.value} >= "
                            f"{native.version} {native.cite}, but {shown} {cite}: `--device "
                            f"nvidia.com/gpu=...` fails there (the nvidia runtime still injects GPUs); "
                            f"set container.cdi: false or use a newer runtime")
         elif spec is not None and spec_min is not None and release_tuple(have) < release_tuple(spec_min):
-            yield _finding("cdi-spec-runtime-too-old",
+            yield finding("cdi-spec-runtime-too-old",
                            f"container toolkit {ctk} writes CDI {spec.spec} specs, which need "
                            f"{runtime.value} >= {spec_min} {spec.cite}, but {shown} {cite}; use a "
                            f"toolkit older than {spec.ctk_since} or set container.cdi: false")
@@ -356,11 +305,11 @@ def _runtime(c: _Ctx) -> Iterator[Finding]:
                 unknown.append(f"containerd >= {v3.containerd_since} (config version 3) needs "
                                f"container toolkit >= {v3.ctk_since} {v3.cite}")
             elif release_tuple(have) >= release_tuple(v3.containerd_since):
-                yield _finding("containerd-config-v3",
+                yield finding("containerd-config-v3",
                                f"{shown} {cite}, whose config is version 3: container toolkit "
                                f"{ctk} cannot configure it, {v3.ctk_since} or later can {v3.cite}")
     if unknown:
-        yield _finding("runtime-version-unknown",
+        yield finding("runtime-version-unknown",
                        f"golden's data does not say which {runtime.value} {os_name} ships "
                        f"{cite}, so it cannot check that " + "; ".join(unknown))
 
@@ -385,32 +334,32 @@ def _lifecycle(c: _Ctx) -> Iterator[Finding]:
     status, end = branch_status(c.kb, branch, c.today), branch.eol_date()
     successor = c.kb.successor(branch)
     if status == "superseded" and successor is not None:
-        yield _finding("branch-superseded",
+        yield finding("branch-superseded",
                        f"R{branch.name} is a new feature branch: it has no end-of-life date and is "
                        f"supported only until the next branch, and R{successor.name} "
                        f"({successor.type or 'type unknown'}) has shipped; move to it {branch.cite}")
     elif status == "unknown":
-        yield _finding("branch-eol-unknown",
+        yield finding("branch-eol-unknown",
                        f"R{branch.name}'s end of life is not known; check NVIDIA's lifecycle page "
                        f"before relying on it {branch.cite}")
     elif status == "EOL" and end is not None:
         when = "already" if branch.eol == "ended" else f"on {end.isoformat()}"
-        yield _finding("branch-eol",
+        yield finding("branch-eol",
                        f"R{branch.name} ({branch.type or 'type unknown'}) reached end of life "
                        f"{when}: no more security fixes {branch.cite}")
     elif status == "EOL soon" and end is not None:
-        yield _finding("branch-eol-soon",
+        yield finding("branch-eol-soon",
                        f"R{branch.name} reaches end of life on {end.isoformat()}, "
                        f"{(end - c.today).days} days after {c.today.isoformat()} {branch.cite}")
     if branch.confidence == "unconfirmed":
-        yield _finding("branch-unconfirmed",
+        yield finding("branch-unconfirmed",
                        f"R{branch.name}'s facts (type, CUDA {branch.max_cuda} ceiling, end of "
                        f"life) are UNCONFIRMED {branch.cite}")
 
 
 def _source(c: _Ctx) -> Iterator[Finding]:
-    if c.profile.driver.source is DriverSource.DISTRO:
-        yield _finding("driver-from-distro",
+    if c.driver.source is DriverSource.DISTRO:
+        yield finding("driver-from-distro",
                        f"driver.source distro: the OS vendor's R{c.branch.name} packages lag "
                        f"NVIDIA's CUDA repository by months and often default to the proprietary "
                        f"module (host-baseline seed, failure mode 4)")
@@ -418,8 +367,8 @@ def _source(c: _Ctx) -> Iterator[Finding]:
 
 def _secure_boot(c: _Ctx) -> Iterator[Finding]:
     if c.profile.target.secure_boot:
-        yield _finding("secure-boot-dkms-key",
-                       f"target.secure_boot: the {c.profile.driver.flavor.value} module is built by DKMS "
+        yield finding("secure-boot-dkms-key",
+                       f"target.secure_boot: the {c.driver.flavor.value} module is built by DKMS "
                        f"on the image and signed with a key made there; Secure Boot loads it only once "
                        f"that key is enrolled as a Machine Owner Key (host-baseline seed, failure mode 5). "
                        f"Canonical's precompiled modules are signed already (nvidia-facts.md section 4e)")
@@ -428,30 +377,76 @@ def _secure_boot(c: _Ctx) -> Iterator[Finding]:
 def _naming(c: _Ctx) -> Iterator[Finding]:
     want = expected_naming(c.branch.name)
     if c.branch.naming != want:
-        yield _finding("branch-naming",
+        yield finding("branch-naming",
                        f"golden/data/branches.yaml gives R{c.branch.name} naming "
                        f"{c.branch.naming!r}, but branches below R{PINNING_FROM} carry the branch "
                        f"in package names and R{PINNING_FROM}+ use nvidia-driver-pinning-<branch>: "
                        f"expected {want!r} [DIG]")
 
 
-_RULES: tuple[Rule, ...] = (_naming, _pinned_version, _cuda, _gpu, _host_arch, _module, _fabric_manager,
-                            _container, _runtime, _lifecycle, _source, _secure_boot)
+def _driverless(c: _Ctx) -> Iterator[Finding]:
+    toolkit = c.profile.cuda_toolkit
+    if c.profile.driver is None and toolkit:
+        yield finding("cuda-without-driver",
+                       f"cuda.toolkit {toolkit} on an image without a driver: CUDA programs need the "
+                       f"driver's libcuda to run; add a driver section or set cuda.toolkit: null")
+
+
+#: The rule functions with the layer each checks (every id it yields has that layer in RULES).
+_RULES: tuple[tuple[str, Rule], ...] = (
+    (BASE, _driverless), (DRIVER, _naming), (DRIVER, _pinned_version), (DRIVER, _cuda), (DRIVER, _gpu),
+    (BASE, _host_arch), (DRIVER, _module), (DRIVER, _fabric_manager), (CTK, _container), (CTK, _runtime),
+    (DRIVER, _lifecycle), (DRIVER, _source), (DRIVER, _secure_boot),
+)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A rule not run because the profile has no layer for it to check."""
+
+    rule: str
+    layer: str
+
+    @property
+    def reason(self) -> str:
+        return f"no {self.layer} layer"
+
+
+def layers_of(profile: Profile, kb: KnowledgeBase) -> frozenset[str]:
+    """The layers the profile's plan has, and "base"."""
+    return frozenset({BASE, *make_plan(profile, kb).layer_names})
+
+
+def _context(profile: Profile, kb: KnowledgeBase, today: datetime.date | None) -> _Ctx:
+    gpu = kb.gpus[profile.gpu]
+    branch = kb.branches[profile.driver.branch] if profile.driver else None
+    return _Ctx(profile=profile, kb=kb, today=today or datetime.date.today(), driver_branch=branch,
+                gpu=gpu, arch=kb.architectures[gpu.arch])
 
 
 def check(profile: Profile, kb: KnowledgeBase, *,
           today: datetime.date | None = None) -> list[Finding]:
-    """Every finding for one profile, errors first, in a stable order."""
-    gpu = kb.gpus[profile.gpu]
-    ctx = _Ctx(profile=profile, kb=kb, today=today or datetime.date.today(),
-               branch=kb.branches[profile.driver.branch], gpu=gpu, arch=kb.architectures[gpu.arch])
-    found = [f for rule in _RULES for f in rule(ctx)]
+    """Every finding for one profile, errors first, in a stable order; rules of a layer the
+    profile does not have are not run (:func:`skipped` names them)."""
+    ctx, layers = _context(profile, kb, today), layers_of(profile, kb)
+    found = [f for layer, rule in _RULES if layer in layers for f in rule(ctx)]
     return sorted(found, key=lambda f: f.severity is not Severity.ERROR)
+
+
+def skipped(profile: Profile, kb: KnowledgeBase) -> list[Skip]:
+    """The rules :func:`check` does not run for this profile, each with its layer."""
+    layers = layers_of(profile, kb)
+    return [Skip(rule, info.layer) for rule, info in RULES.items() if info.layer not in layers]
 
 
 def has_errors(findings: Iterable[Finding], *, strict: bool = False) -> bool:
     """True when a build must stop: any error, or any finding at all with ``strict``."""
     return any(strict or f.severity is Severity.ERROR for f in findings)
+
+
+def format_skip(profile_name: str, s: Skip) -> str:
+    """``local-nodriver: skipped[branch-eol]: no driver layer``"""
+    return f"{profile_name}: skipped[{s.rule}]: {s.reason}"
 
 
 def format_finding(profile_name: str, f: Finding) -> str:

@@ -142,9 +142,10 @@ def parse_modinfo(text: str) -> Modinfo:
 
 #: What modprobe says when a module is fine but there is nothing for it to drive.
 _NO_DEVICE = ("No such device", "No NVIDIA GPU found")
-#: What it says when the module itself is broken (wrong kernel, missing symbols).
-_BAD_MODULE = ("Invalid module format", "Exec format error", "Unknown symbol", "version magic",
-               "disagrees about version")
+#: What modprobe and the kernel log say when the module itself is broken (wrong kernel,
+#: missing symbols); also what the boot test looks for in the guest's serial console.
+BAD_MODULE = ("Invalid module format", "Exec format error", "Unknown symbol", "version magic",
+              "disagrees about version")
 
 
 def classify_modprobe(text: str) -> str:
@@ -154,13 +155,29 @@ def classify_modprobe(text: str) -> str:
     GPU), ``bad-module`` (it does not fit the kernel), ``missing`` (not installed
     for this kernel) or ``other``. A bad-module sign wins over a no-device one.
     """
-    if any(s in text for s in _BAD_MODULE):
+    if bad_module_lines(text):
         return "bad-module"
     if re.search(r"Module \S+ not found", text):
         return "missing"
     if any(s in text for s in _NO_DEVICE):
         return "no-device"
     return "loaded" if not text.strip() else "other"
+
+
+def bad_module_lines(text: str) -> list[str]:
+    """The lines of modprobe's output or a kernel log that say a module does not fit the kernel.
+
+    >>> bad_module_lines("NVRM: No NVIDIA GPU found.\\nnvidia: version magic '6.1.0-9' should be '6.1.0-50'")
+    ["nvidia: version magic '6.1.0-9' should be '6.1.0-50'"]
+    >>> bad_module_lines("Failed to execute /usr/bin/x: Exec format error")
+    []
+    >>> len(bad_module_lines("modprobe: ERROR: could not insert 'nvidia': Exec format error"))
+    1
+    """
+    return [line for line in text.splitlines()
+            if any(s in line for s in BAD_MODULE)
+            # ENOEXEC is also what a broken program gets; only a module's is the module's.
+            and ("Exec format error" not in line or "insert" in line or "module" in line)]
 
 
 # -- modprobe configuration ----------------------------------------------------------------------

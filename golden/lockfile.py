@@ -23,6 +23,7 @@ from typing import Any
 
 from golden import ROOT, yamlfile
 from golden.errors import GoldenError, shown
+from golden.files import shown as _shown
 from golden.profile import PROFILES, merged_data
 
 LOCK_VERSION = 1
@@ -51,11 +52,6 @@ def empty() -> Lock:
 
 def _fail(path: Path, key: str, message: str) -> GoldenError:
     return GoldenError(message, where=_shown(path), key=key)
-
-
-def _shown(path: Path) -> str:
-    absolute = path.absolute()  # not resolve(): a symlink loop must not raise here
-    return str(absolute.relative_to(ROOT)) if absolute.is_relative_to(ROOT) else str(path)
 
 
 def validate(data: Any, path: Path) -> Lock:

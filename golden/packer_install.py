@@ -24,7 +24,6 @@ the digests and the key cannot be replaced from the environment.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform as platform_mod
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 from golden import packer_choice
 from golden import run as runner
 from golden.errors import GoldenError, StepFailed
+from golden.files import sha256_file
 
 URL_ENV = "GOLDEN_PACKER_RELEASES_URL"
 
@@ -167,14 +167,6 @@ def _signed_digest(sums: Path, archive: str, where: str) -> str:
     raise GoldenError(f"lists no {archive}", where=where)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _extract(archive: Path, dest: Path, where: str) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -224,7 +216,7 @@ def install(release: Release, tools: Path = packer_choice.TOOLS, *, plat: str | 
                               f"(golden/data/packer.yaml packer.sha256.{plat}): refused",
                               where=release.file_url(sums.name))
         _download(release.file_url(archive_name), archive, MAX_ARCHIVE)
-        actual = _sha256(archive)
+        actual = sha256_file(archive)
         if actual != signed:
             raise GoldenError(f"SHA-256 {actual} is not the signed and pinned {signed}: refused",
                               where=release.file_url(archive_name))
@@ -257,12 +249,13 @@ def setup(profile: str | None = None, target: str | None = None) -> str:
     golden would run cannot (./golden.sh asks this before a build).
     """
     if profile is not None:
-        from golden.commands import target_of
-        from golden.profile import TargetKind, load_profile
+        from golden.pipeline import target_of
+        from golden.profile import load_profile
 
-        kind = target_of(load_profile(profile), target)
+        chosen = target_of(load_profile(profile), target)
         current = _current()
-        if kind is not TargetKind.AMAZON_EBS:
+        # The rule packer.build applies before a bake: an amazon-ebs source needs the plugin.
+        if not chosen.packer_source.startswith("amazon-ebs."):
             return f"{profile} bakes locally: no Packer to install ({_said(current)})"
         if current is not None and current.ec2_ok:
             return f"{profile} bakes on EC2 with {current.describe()}"

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from golden import ROOT, versions, yamlfile
-from golden.errors import GoldenError, ProfileError, shown
+from golden.errors import GoldenError, ProfileError
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
+from golden.profile_reader import Origins, Reader, check_port, display, show
 
 PROFILES = ROOT / "profiles"
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
@@ -144,7 +144,7 @@ class Profile:
     arch: Arch
     kernel: str | None
     gpu: str
-    driver: Driver
+    driver: Driver | None           # None: an image without the NVIDIA driver
     cuda_toolkit: str | None
     container: Container
     fabric_manager: bool | None     # None = auto (the GPU's NVSwitch flag)
@@ -153,6 +153,8 @@ class Profile:
     target: Target
 
     def wants_fabric_manager(self, kb: KnowledgeBase) -> bool:
+        if self.driver is None:
+            return False
         if self.fabric_manager is not None:
             return self.fabric_manager
         return kb.gpus[self.gpu].nvswitch
@@ -160,8 +162,6 @@ class Profile:
 
 # --------------------------------------------------------------------------
 # Reading: extends, deep merge, and where each key came from.
-
-Origins = dict[tuple[str, ...], Path]
 
 
 def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
@@ -201,13 +201,6 @@ def _record(value: Any, path: tuple[str, ...], origin: Path, origins: Origins) -
             _record(v, (*path, str(k)), origin, origins)
 
 
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root.parent))
-    except ValueError:
-        return str(path)
-
-
 def _inside(path: Path, root: Path, shown: str) -> None:
     """Refuse a profile whose real path (symlinks resolved) is outside ``root``: a link to
     /etc/passwd would get around the ``extends`` guard."""
@@ -219,13 +212,13 @@ def _inside(path: Path, root: Path, shown: str) -> None:
         return  # a symlink loop or a dangling link: _read_yaml says which
     base = Path(os.path.realpath(root))
     if not real.is_relative_to(base):
-        raise ProfileError(f"a symbolic link to {real}, outside {_display(root, root)}/: profiles must live "
+        raise ProfileError(f"a symbolic link to {real}, outside {display(root, root)}/: profiles must live "
                            "under profiles/", where=shown)
 
 
 def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) -> dict[str, Any]:
     path = root / f"{name}.yaml"
-    shown = _display(path, root)
+    shown = display(path, root)
     if name in chain:
         cycle = " -> ".join((*chain, name))
         raise ProfileError(f"extends cycle: {cycle}", where=shown, key="extends")
@@ -241,151 +234,50 @@ def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) ->
             raise ProfileError("a profile path under profiles/ without .yaml, e.g. base/ubuntu-24.04-aws",
                                where=shown, key="extends")
         if not (root / f"{parent}.yaml").is_file():
-            raise ProfileError(f"no profile {parent!r} under {_display(root, root)}/", where=shown, key="extends")
+            raise ProfileError(f"no profile {parent!r} under {display(root, root)}/", where=shown, key="extends")
         merged = _resolve(parent, root, (*chain, name), origins)
     return _merge(merged, data, origins, path)
-
-
-# --------------------------------------------------------------------------
-# Checking: a small reader that knows which file set each key.
-
-E = TypeVar("E", bound=StrEnum)
-T = TypeVar("T")
-
-
-class _Reader:
-    def __init__(self, data: Mapping[str, Any], origins: Origins, leaf: Path, root: Path,
-                 prefix: tuple[str, ...] = ()) -> None:
-        self.data, self.origins, self.leaf, self.root, self.prefix = data, origins, leaf, root, prefix
-
-    def fail(self, key: str | None, allowed: str) -> ProfileError:
-        path = (*self.prefix, key) if key else self.prefix
-        origin = self.origins.get(path, self.leaf)
-        return ProfileError(allowed, where=_display(origin, self.root), key=".".join(path) or None)
-
-    def only(self, *allowed: str) -> None:
-        for key in self.data:
-            if key not in allowed:
-                raise self.fail(str(key), f"unknown key; allowed keys here: {', '.join(allowed)}")
-
-    def section(self, key: str, *, required: bool = True) -> _Reader | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise self.fail(key, "required mapping is missing")
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a mapping, not {_kind(value)}")
-        return _Reader(value, self.origins, self.leaf, self.root, (*self.prefix, key))
-
-    def text(self, key: str, pattern: re.Pattern[str], what: str, *, default: str | None = None,
-             nullable: bool = False) -> str | None:
-        value = self.data.get(key, default)
-        if value is None:
-            if nullable:
-                return None
-            raise self.fail(key, f"required: {what}")
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be a quoted string ({what}), not {_kind(value)} {_show(value)}"
-                                 + _quote_it(value))
-        if not pattern.fullmatch(value):
-            raise self.fail(key, f"{what}; got {_show(value)}")
-        return value
-
-    def required_text(self, key: str, pattern: re.Pattern[str], what: str, default: str | None = None) -> str:
-        value = self.text(key, pattern, what, default=default)
-        assert value is not None
-        return value
-
-    def enum(self, key: str, cls: type[E], default: E | None = None) -> E:
-        value = self.data.get(key, default)
-        allowed = " | ".join(m.value for m in cls)
-        if value is None:
-            raise self.fail(key, f"required, one of {allowed}")
-        try:
-            return cls(value)
-        except ValueError:
-            raise self.fail(key, f"one of {allowed}; got {_show(value)}{_quote_it(value)}") from None
-
-    def choice(self, key: str, allowed: Mapping[str, T], what: str) -> str:
-        value = self.data.get(key)
-        if not isinstance(value, str) or value not in allowed:
-            raise self.fail(key, f"{what}, one of {', '.join(sorted(allowed))}; got {_show(value)}"
-                                 + _quote_it(value))
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"true or false; got {_show(value)}")
-        return value
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail(key, f"an integer from {low} to {high}; got {_show(value)}")
-        return value
-
-    def texts(self, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(key, f"a list of {what}; got {_kind(value)}")
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not pattern.fullmatch(item):
-                raise self.fail(f"{key}[{i}]", f"{what}; got {_show(item)}")
-        return tuple(value)
-
-
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", list: "a list",
-            dict: "a mapping", str: "a string"}.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    """A value as it may appear in a one-line message: repr, masked, bounded."""
-    return shown(value)
-
-
-def _quote_it(value: Any) -> str:
-    """YAML reads ``595`` as a number and ``yes`` as a boolean: say how to make it a string."""
-    if isinstance(value, bool | int | float):
-        return f" (quote it: \"{str(value).lower() if isinstance(value, bool) else value}\")"
-    return ""
-
-
-def _check_port(r: _Reader, key: str, url: str | None) -> None:
-    if url is None:
-        return
-    try:
-        port = urllib.parse.urlsplit(url).port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise r.fail(key, f"a port from 1 to 65535; got {_show(url)}")
 
 
 TOP_KEYS = ("description", "os", "arch", "kernel", "gpu", "driver", "cuda", "container",
             "fabric_manager", "persistence", "repos", "target")
 
 
-def _repo(r: _Reader, key: str) -> Repo | None:
+def _repo(r: Reader, key: str) -> Repo | None:
     s = r.section(key, required=False)
     if s is None:
         return None
     s.only("url", "key_url", "key_fingerprint")
     url = s.required_text("url", URL, "an http(s) URL without spaces, quotes or query strings")
     key_url = s.text("key_url", URL, "an http(s) URL of the signing key", nullable=True)
-    _check_port(s, "url", url)
-    _check_port(s, "key_url", key_url)
+    check_port(s, "url", url)
+    check_port(s, "key_url", key_url)
     fpr = s.data.get("key_fingerprint")
     if isinstance(fpr, str):
         fpr = fpr.replace(" ", "").upper()
     if fpr is not None and (not isinstance(fpr, str) or not FINGERPRINT.fullmatch(fpr)):
-        raise s.fail("key_fingerprint", f"40 hex digits (an OpenPGP v4 fingerprint); got {_show(fpr)}")
+        raise s.fail("key_fingerprint", f"40 hex digits (an OpenPGP v4 fingerprint); got {show(fpr)}")
     return Repo(url=url, key_url=key_url, key_fingerprint=fpr)
 
 
-def _target(r: _Reader) -> Target:
+def _driver(r: Reader, kb: KnowledgeBase) -> Driver | None:
+    """The driver section; ``driver: null`` (or none at all) bakes an image without a driver."""
+    d = r.section("driver", required=False)
+    if d is None:
+        return None
+    d.only("branch", "flavor", "source", "version")
+    branch = d.required_text("branch", versions.DRIVER_BRANCH, 'three digits, e.g. "595"')
+    if branch not in kb.branches:
+        raise d.fail("branch", f"a known driver branch, one of {', '.join(sorted(kb.branches))}; got {branch!r}")
+    return Driver(
+        branch=branch,
+        flavor=d.enum("flavor", Flavor, Flavor.OPEN),
+        source=d.enum("source", DriverSource, DriverSource.NVIDIA),
+        version=d.text("version", versions.DRIVER_VERSION, 'a driver version such as "595.58.03"', nullable=True),
+    )
+
+
+def _target(r: Reader) -> Target:
     t = r.section("target")
     assert t is not None
     kind = t.enum("kind", TargetKind)
@@ -412,7 +304,7 @@ def _target(r: _Reader) -> Target:
                              default="/golden")
     if ssm_reserved(prefix):
         raise t.fail("ssm_parameter_prefix", f"reserved by AWS: names whose first part begins with aws or ssm "
-                                             f"(any case); got {_show(prefix)}")
+                                             f"(any case); got {show(prefix)}")
     region = t.required_text("region", REGION, "an AWS region such as us-east-1", default="us-east-1")
     return Target(
         kind=kind,
@@ -431,23 +323,12 @@ def _target(r: _Reader) -> Target:
 def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins: Origins,
           kb: KnowledgeBase) -> Profile:
     """Check merged profile data and build the :class:`Profile`."""
-    r = _Reader(data, origins, leaf, root)
+    r = Reader(data, origins, leaf, root)
     r.only(*TOP_KEYS)
     description = r.required_text("description", DESCRIPTION,
                                   "one line of text without quotes, $, backticks, braces, % or <>",
                                   default="")
-    d = r.section("driver")
-    assert d is not None
-    d.only("branch", "flavor", "source", "version")
-    branch = d.required_text("branch", versions.DRIVER_BRANCH, 'three digits, e.g. "595"')
-    if branch not in kb.branches:
-        raise d.fail("branch", f"a known driver branch, one of {', '.join(sorted(kb.branches))}; got {branch!r}")
-    driver = Driver(
-        branch=branch,
-        flavor=d.enum("flavor", Flavor, Flavor.OPEN),
-        source=d.enum("source", DriverSource, DriverSource.NVIDIA),
-        version=d.text("version", versions.DRIVER_VERSION, 'a driver version such as "595.58.03"', nullable=True),
-    )
+    driver = _driver(r, kb)
     c = r.section("cuda", required=False)
     toolkit = None
     if c is not None:
@@ -464,7 +345,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
     )
     fm_raw = data.get("fabric_manager", "auto")
     if fm_raw != "auto" and not isinstance(fm_raw, bool):
-        raise r.fail("fabric_manager", f"auto | true | false; got {_show(fm_raw)}")
+        raise r.fail("fabric_manager", f"auto | true | false; got {show(fm_raw)}")
     repos_r = r.section("repos", required=False)
     repos = Repos()
     if repos_r is not None:

@@ -35,9 +35,10 @@ from typing import Any
 import jinja2
 import yaml
 
-from golden import ROOT, packer
+from golden import ROOT, packer, targets
 from golden.errors import GoldenError
-from golden.plan import BuildPlan
+from golden.plan import BASE, LAYERS, BuildPlan
+from golden.targets import Target
 
 TEMPLATES = ROOT / "templates"
 
@@ -51,12 +52,14 @@ SCRIPT = re.compile(r"^(?P<order>[0-9]{2})-[A-Za-z0-9][A-Za-z0-9._-]*\.sh$")
 OUTPUTS = (
     ("packer/plugins.pkr.hcl.j2", "plugins.pkr.hcl"),
     ("packer/variables.pkr.hcl.j2", "variables.pkr.hcl"),
-    ("packer/sources.pkr.hcl.j2", "sources.pkr.hcl"),
     ("packer/build.pkr.hcl.j2", "build.pkr.hcl"),
     ("cloud-init/user-data.j2", "cloud-init/user-data"),
     ("cloud-init/meta-data.j2", "cloud-init/meta-data"),
     ("cloud-init/first-boot.cfg.j2", "cloud-init/first-boot.cfg"),
 )
+
+#: The chosen target's Packer source (``targets.template``) is written here; only that one.
+SOURCES = "sources.pkr.hcl"
 
 #: Units that must not touch packages while the build instance is being baked.
 APT_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
@@ -164,16 +167,43 @@ def script_files(scripts: Path) -> list[str]:
     return sorted(names, key=lambda n: (int(n[:2]), n))
 
 
-def plan_steps(scripts: Path) -> tuple[list[Step], list[Step]]:
+#: A step script's layer, in its leading comment block: ``# golden-layer: driver``.
+LAYER_HEADER = re.compile(r"^#\s*golden-layer:\s*(?P<name>\S+)\s*$")
+
+
+def step_layer(path: Path) -> str:
+    """The layer a step script belongs to: its ``# golden-layer:`` header line, else ``base``
+    (always run). Only the leading comment block is read, so a line in the body is no header."""
+    known = {BASE, *(spec.name for spec in LAYERS)}
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith("#"):
+                break
+            m = LAYER_HEADER.match(line.rstrip("\n"))
+            if m is None:
+                continue
+            if m["name"] not in known:
+                raise GoldenError(f"unknown layer {m['name']!r}; known: {', '.join(sorted(known))}",
+                                  where=_shown(path))
+            return m["name"]
+    return BASE
+
+
+def plan_steps(scripts: Path, layers: Iterable[str] | None = None) -> tuple[list[Step], list[Step]]:
     """Staging, then one step per script; after a reboot, a pause and staging again.
 
-    Returns the steps before verification and the cleanup steps after it: the
-    checks need what cleanup removes (apt's lists for ``apt-cache policy``).
+    With ``layers`` (the plan's), a script whose layer is not among them is left
+    out (no 40-driver.sh on an image without a driver). Returns the steps before
+    verification and the cleanup steps after it: the checks need what cleanup
+    removes (apt's lists for ``apt-cache policy``).
     """
+    present = None if layers is None else {BASE, *layers}
     has_files = scripts.is_dir() and any(p.is_file() for p in scripts.rglob("*"))
     steps = [Step("stage", scripts=has_files)]
     after_reboot = False
     for name in script_files(scripts):
+        if present is not None and step_layer(scripts / name) not in present:
+            continue
         if after_reboot:
             steps.append(Step("stage", pause=True, scripts=has_files))
             after_reboot = False
@@ -190,10 +220,12 @@ def plan_steps(scripts: Path) -> tuple[list[Step], list[Step]]:
 def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
     """Tags of the AMI and its snapshots: what the image holds, without looking inside."""
     p = plan.profile
-    # The driver itself (not the branch's pinning package): resolved, else pinned, else the branch.
+    # The driver itself (not the branch's pinning package): resolved, else pinned, else the branch;
+    # "none" on an image without a driver.
+    d = p.driver
     driver = next((x.version for x in plan.driver_packages
                    if x.version and not x.name.startswith("nvidia-driver-pinning-")),
-                  None) or p.driver.version or f"{p.driver.branch} (newest at bake)"
+                  None) or (d.version or f"{d.branch} (newest at bake)" if d else "none")
     tags: dict[str, str] = {
         "Name": f"golden-{p.name}",
         "golden:build-id": Expr("var.build_id"),
@@ -202,35 +234,14 @@ def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
         "golden:os": p.os.value,
         "golden:arch": p.arch.value,
         "golden:gpu": p.gpu,
-        "golden:driver-branch": p.driver.branch,
-        "golden:driver-flavor": p.driver.flavor.value,
+        "golden:driver-branch": d.branch if d else "none",
+        "golden:driver-flavor": d.flavor.value if d else "none",
         "golden:driver-version": driver,
         "golden:cuda": p.cuda_toolkit or "none",
         "golden:container-runtime": p.container.runtime.value,
         "golden:container-toolkit": p.container.toolkit or "none",
     }
     return sorted(tags.items())
-
-
-def _target(plan: BuildPlan) -> dict[str, Any]:
-    p = plan.profile
-    settings = packer.settings()
-    image = settings["images"][p.os.value]
-    t = p.target
-    name_filter, owner = image["name_filter"].format(arch=p.arch.value), image["owner"]
-    if t.source_image is not None and t.source_image.name_filter is not None:
-        name_filter, owner = t.source_image.name_filter, str(t.source_image.owner)
-    return {
-        "region": t.region,
-        "instance_type": t.build_instance_type,
-        "ssh_username": image["ssh_username"],
-        "root_device": image["root_device"],
-        "root_volume_gb": int(t.root_volume_gb),
-        "ami_regions": list(t.ami_regions),
-        "ec2_arch": settings["ec2_arch"][p.arch.value],
-        "name_filter": name_filter,
-        "owner": owner,
-    }
 
 
 def _plugin(name: str, spec: dict[str, Any]) -> dict[str, str]:
@@ -240,23 +251,30 @@ def _plugin(name: str, spec: dict[str, Any]) -> dict[str, str]:
     return {"name": name, "address": str(spec["address"]), "version": str(spec["version"])}
 
 
-def context(plan: BuildPlan, scripts: Path) -> dict[str, Any]:
-    """Everything the templates see (plain data; escaping happens in the templates)."""
+def context(plan: BuildPlan, scripts: Path, target: Target | None = None) -> dict[str, Any]:
+    """Everything the templates see (plain data; escaping happens in the templates).
+
+    ``target`` defaults to the profile's own; its source alone is rendered.
+    """
+    target = target or targets.get(plan.profile.target.kind)
     p = plan.profile
     settings = packer.settings()
-    env = dict(sorted(plan.env().items()))
+    from golden import contract  # lead: hoist into the imports above (kept here for a one-spot edit)
+    env = dict(sorted(contract.check(plan.env()).items()))
     return {
         "profile": p.name,
         "description": p.description,
         "plugins": [_plugin(name, spec) for name, spec in sorted(settings["plugins"].items())],
-        "target": _target(plan),
+        "target": target.template_context(plan),
+        "source": target.packer_source,
+        "source_template": targets.template(target),
         "tags": _tags(plan),
         "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:build-id", Expr("var.build_id")),
                      ("golden:profile", p.name)],
         "script_env": [f"{k}={v}" for k, v in env.items()
                        if k not in ("GOLDEN_BUILD_ID", "GOLDEN_STAGE")],
-        "steps": plan_steps(scripts)[0],
-        "cleanup_steps": plan_steps(scripts)[1],
+        "steps": plan_steps(scripts, plan.layer_names)[0],
+        "cleanup_steps": plan_steps(scripts, plan.layer_names)[1],
         "stage_dir": STAGE_DIR,
         "mask_command": "for u in " + " ".join(shlex.quote(u) for u in APT_UNITS)
                         + '; do systemctl mask --runtime --now "$u" || true; done',
@@ -292,8 +310,10 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -> list[Path]:
-    """Render ``plan`` into ``out_dir``; return the files written (under ``out_dir``).
+def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None,
+           target: Target | None = None) -> list[Path]:
+    """Render ``plan`` into ``out_dir`` for ``target`` (default: the profile's); return the files
+    written (under ``out_dir``).
 
     ``scripts_dir`` defaults to the checkout's ``scripts/``; it is copied to
     ``out_dir/scripts`` and its ``NN-name.sh`` files become the provisioning steps.
@@ -301,7 +321,7 @@ def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None) -
     scripts = scripts_dir if scripts_dir is not None else ROOT / "scripts"
     out_dir = Path(out_dir)
     env = _environment()
-    ctx = context(plan, scripts)
+    ctx = context(plan, scripts, target)
     try:
         with _terminate_cleanly():
             return _render(plan, out_dir, scripts, env, ctx)
@@ -346,7 +366,7 @@ def _render(plan: BuildPlan, out_dir: Path, scripts: Path, env: jinja2.Environme
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render-", dir=out_dir.parent))
     try:
         files: list[Path] = []
-        for template, output in OUTPUTS:
+        for template, output in (*OUTPUTS, (ctx["source_template"], SOURCES)):
             try:
                 text = env.get_template(template).render(ctx)
             except jinja2.TemplateError as exc:

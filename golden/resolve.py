@@ -36,12 +36,13 @@ from typing import Any
 from debian.deb822 import Packages
 from debian.debian_support import Version as DebVersion
 
-from golden import gate, lockfile
+from golden import gate, lockfile, targets
 from golden.errors import GoldenError
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
+from golden.pipeline import refuse_on_gate_errors
 from golden.plan import BuildPlan, Package, Repository, make_plan
-from golden.profile import PROFILES, DriverSource, Profile, TargetKind, load_profile, profile_names
+from golden.profile import PROFILES, DriverSource, Profile, load_profile, profile_names
 from golden.versions import deb_upstream
 
 # package name -> every Debian version the repository carries
@@ -118,17 +119,20 @@ def _driver(plan: BuildPlan, kb: KnowledgeBase, index: Index, url: str) -> tuple
         exact.append(plan.fabric_manager_packages[0])
     exact += [pkg for pkg in plan.persistence_packages if pkg.name in index]
     pinning = [pkg for pkg in plan.driver_packages if pkg.pattern is None]
+    d = p.driver
+    if d is None:
+        raise GoldenError("no driver to resolve", where=p.name, key="driver")
     lead = exact[0].name
     upstreams = {deb_upstream(v) for v in index.get(lead, [])}
-    if p.driver.version:
-        inside = [u for u in upstreams if u == p.driver.version]
-        pin = f"driver.version {p.driver.version}"
+    if d.version:
+        inside = [u for u in upstreams if u == d.version]
+        pin = f"driver.version {d.version}"
     else:
-        inside = [u for u in upstreams if u.split(".")[0] == p.driver.branch]
-        pin = f"driver.branch R{p.driver.branch}"
+        inside = [u for u in upstreams if u.split(".")[0] == d.branch]
+        pin = f"driver.branch R{d.branch}"
     refused: list[str] = []
     for upstream in sorted(inside, key=DebVersion, reverse=True):
-        candidate = dataclasses.replace(p, driver=dataclasses.replace(p.driver, version=upstream))
+        candidate = dataclasses.replace(p, driver=dataclasses.replace(d, version=upstream))
         if gate.has_errors(gate.check(candidate, kb)):
             refused.append(f"{upstream} (gate)")
             continue
@@ -175,29 +179,21 @@ def _container_toolkit(plan: BuildPlan, index: Index, url: str) -> dict[str, str
 
 
 def source_image(plan: BuildPlan) -> dict[str, Any]:
-    """For ``local``: the suite and kernel; for cloud targets, the profile's selector."""
-    p = plan.profile
-    if p.target.kind is TargetKind.LOCAL:
-        return {"suite": plan.codename, "kernel": p.kernel}
-    src = p.target.source_image
-    selector = {k: v for k, v in dataclasses.asdict(src).items() if v is not None} if src else {}
-    return {"kind": p.target.kind.value, "region": p.target.region, **selector}
+    """What the profile's target records (local: the suite and kernel; cloud: the profile's selector)."""
+    return targets.get(plan.profile.target.kind).source_image(plan)
 
 
 def resolve_profile(p: Profile, kb: KnowledgeBase, fetch: Fetch) -> dict[str, Any]:
     """The ``resolved`` entry for one profile (refuses what the gate refuses)."""
-    findings = gate.check(p, kb)
-    if gate.has_errors(findings):
-        first = next(f for f in findings if f.severity is gate.Severity.ERROR)
-        raise GoldenError(f"refused by the compatibility gate: {first.rule}: {first.message}",
-                          where=p.name)
+    refuse_on_gate_errors(p, gate.check(p, kb), where=p.name)
     plan = make_plan(p, kb)
     packages: dict[str, str] = {}
-    driver_version = p.driver.version
-    if plan.cuda_packages or p.driver.source is DriverSource.NVIDIA:
+    driver_version = p.driver.version if p.driver else None
+    from_nvidia = p.driver is not None and p.driver.source is DriverSource.NVIDIA
+    if plan.cuda_packages or from_nvidia:
         cuda = _repo(plan, "cuda")
         index = fetch(cuda.url)
-        if p.driver.source is DriverSource.NVIDIA:
+        if from_nvidia:
             driver_version, found = _driver(plan, kb, index, cuda.url)
             packages.update(found)
         packages.update(_cuda(plan, index, cuda.url))

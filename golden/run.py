@@ -3,6 +3,14 @@
 argv lists only (never a shell string), ``stdin`` closed unless asked for, the
 command logged with :func:`shlex.join`, and a failure that says whether the
 program was missing, killed by a signal or exited non-zero.
+
+A credential on a command line is a :class:`~golden.errors.Secret`: the
+process gets its value, and every log line and message shows ``***`` instead
+(the argument itself, and the value wherever the command's own output repeats
+it), as pyinfra's ``MaskString`` does. A failing
+``run(["skopeo", "copy", "--creds", Secret("bob:hunter2"), src, dest])`` reads::
+
+    error: skopeo copy --creds '***' docker://... : skopeo exited with status 1: ...
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from golden.errors import MaskingFilter, StepFailed, shown_arg
+from golden.errors import MASK, MaskingFilter, Secret, StepFailed, shown_arg
 
 log = logging.getLogger("golden.run")
 log.addFilter(MaskingFilter())
@@ -27,7 +35,11 @@ PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER",
                "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
                "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
-               "AWS_ROLE_ARN", "http_proxy", "https_proxy", "no_proxy")
+               "AWS_ROLE_ARN", "http_proxy", "https_proxy", "no_proxy",
+               # Where container tools (skopeo, podman, docker) find registry credentials:
+               # REGISTRY_AUTH_FILE names it, or it is under XDG_RUNTIME_DIR/containers or
+               # DOCKER_CONFIG. Passed on purpose, so credentials stay in files, off argv.
+               "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG")
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,14 +57,33 @@ def echo(argv: Sequence[str | Path]) -> str:
     return shlex.join(shown_arg(a) for a in argv)
 
 
-def describe_failure(argv: Sequence[str], returncode: int) -> str:
+def hide(text: str, argv: Sequence[str | Path]) -> str:
+    """``text`` (a command's output, say) with the value of every Secret in ``argv`` as ``***``."""
+    for value in sorted({str(a) for a in argv if isinstance(a, Secret) and a}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def describe_failure(argv: Sequence[str | Path], returncode: int) -> str:
+    """``packer exited with status 1``, ``qemu was killed by SIGKILL``."""
+    program = shown_arg(argv[0])
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"{argv[0]} was killed by {name}"
-    return f"{argv[0]} exited with status {returncode}"
+        return f"{program} was killed by {name}"
+    return f"{program} exited with status {returncode}"
+
+
+def _require(argv: Sequence[str | Path], env: Mapping[str, str] | None) -> list[str]:
+    """The argv as plain strings for the process; a missing program is a StepFailed."""
+    args = [str(a) for a in argv]
+    if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
+        program = shown_arg(argv[0])
+        raise StepFailed(f"{program} not found: install it (./golden.sh installs golden's tools)",
+                         where=program)
+    return args
 
 
 def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
@@ -63,11 +94,8 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
     Output is captured as text by default; on failure the last lines of stderr
     are part of the message.
     """
-    args = [str(a) for a in argv]
+    args = _require(argv, env)
     shown = echo(argv)
-    if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
-        raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
-                         where=args[0])
     log.debug("running %s", shown)
     try:
         proc = subprocess.run(
@@ -82,26 +110,20 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise StepFailed(f"timed out after {timeout:.0f}s: {shown}", where=args[0]) from None
+        raise StepFailed(f"timed out after {timeout:.0f}s: {shown}", where=shown_arg(argv[0])) from None
     if check and proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:] if capture else []
+        output = hide(proc.stderr or proc.stdout or "", argv)
+        tail = output.strip().splitlines()[-3:] if capture else []
         detail = f": {' | '.join(tail)}" if tail else ""
-        raise StepFailed(describe_failure(args, proc.returncode) + detail, where=shown[:120])
+        raise StepFailed(describe_failure(argv, proc.returncode) + detail, where=shown[:120])
     return proc
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)
 
 
 def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
           stdout: int | None = None, stderr: int | None = None) -> subprocess.Popen[str]:
     """Start a long-running command in its own session (so it and its children
     can be stopped together with :func:`stop`); the caller must stop it."""
-    args = [str(a) for a in argv]
-    if shutil.which(args[0], path=(env or base_env()).get("PATH")) is None and not Path(args[0]).is_file():
-        raise StepFailed(f"{args[0]} not found: install it (./golden.sh installs golden's tools)",
-                         where=args[0])
+    args = _require(argv, env)
     log.debug("starting %s", echo(argv))
     return subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True,

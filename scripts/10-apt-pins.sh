@@ -2,7 +2,9 @@
 # 10-apt-pins: pin the GPU stack in apt and keep unattended-upgrades off it.
 #
 # Reads GOLDEN_PINS ("name=pattern" or "src:NAME=pattern" words),
-# GOLDEN_HOLDS and GOLDEN_DRIVER_SOURCES. Writes
+# GOLDEN_HOLDS and, when the image has a driver, GOLDEN_DRIVER_SOURCES and
+# GOLDEN_DRIVER_PIN (every package built from those sources is pinned to it).
+# Writes
 #   /etc/apt/preferences.d/golden-pins        Pin-Priority 1001 per pin: above
 #       1000, so apt keeps (or moves back to) the pinned version even when an
 #       archive carries a newer one, e.g. Debian's security suite.
@@ -10,12 +12,10 @@
 #       source packages on unattended-upgrades' blacklist.
 # Both are written before any driver package is installed. Everything is
 # validated first, so a bad value writes nothing.
-set -euo pipefail
-GOLDEN_STEP=10-apt-pins
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: base
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=10-apt-pins; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_PROFILE is_profile
 pins=()
@@ -24,6 +24,14 @@ holds=()
 env_words holds GOLDEN_HOLDS is_pkg_name
 sources=()
 env_words sources GOLDEN_DRIVER_SOURCES is_pkg_name
+check_env GOLDEN_DRIVER_PIN is_pin_pattern
+# The driver's source packages, pinned to the driver's version (GOLDEN_PINS
+# may list them already: a pin is written once).
+if [[ -n ${GOLDEN_DRIVER_PIN:-} ]]; then
+    for name in "${sources[@]}"; do
+        pins+=("src:$name=$GOLDEN_DRIVER_PIN")
+    done
+fi
 
 # --- /etc/apt/preferences.d/golden-pins
 # The note rides on the first record as Explanation fields: a paragraph of
@@ -67,4 +75,4 @@ else
     remove_path /etc/apt/preferences.d/golden-pins
 fi
 put_file 0644 /etc/apt/apt.conf.d/51golden-unattended <<<"${unattended%$'\n'}"
-log "${#pins[@]} pins, ${#listed[@]} blacklisted names"
+log "${#seen[@]} pins, ${#listed[@]} blacklisted names"

@@ -8,12 +8,10 @@
 # GOLDEN_OS_MIRROR and, for PREFIX in GOLDEN_CUDA_REPO / GOLDEN_CTK_REPO:
 # PREFIX_URL, PREFIX_SUITE ("/" for a flat repository), PREFIX_COMPONENTS,
 # PREFIX_KEY_URL, PREFIX_FINGERPRINT.
-set -euo pipefail
-GOLDEN_STEP=20-repos
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: base
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=20-repos; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 require_env GOLDEN_OS_FAMILY is_family
 require_env GOLDEN_OS_CODENAME is_codename

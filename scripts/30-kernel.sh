@@ -10,12 +10,10 @@
 # GOLDEN_KERNEL empty: the base image's kernel(s) (/boot/vmlinuz-*) stay; their
 # headers are installed so DKMS can build the module, and the kernel packages
 # and metapackages are held ("the base image's kernel, held").
-set -euo pipefail
-GOLDEN_STEP=30-kernel
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: kernel
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=30-kernel; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_KERNEL is_kernel
 kernel_specs=()

@@ -15,12 +15,10 @@
 # `dkms autoinstall -k`, and its presence checked with modinfo. A hook failure
 # that only concerns a kernel outside the image is tolerated once every image
 # kernel has its module.
-set -euo pipefail
-GOLDEN_STEP=40-driver
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: driver
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=40-driver; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_KERNEL is_kernel
 require_env GOLDEN_MODULE_NAME is_module

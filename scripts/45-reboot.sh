@@ -8,12 +8,10 @@
 # Skipped where no kernel of the image is running: in a chroot (a local bake),
 # and where systemd is not PID 1 (a container). Skipped too when the image's
 # kernel already runs with the module loaded (a second run).
-set -euo pipefail
-GOLDEN_STEP=45-reboot
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: driver
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=45-reboot; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_KERNEL is_kernel
 require_env GOLDEN_MODULE_NAME is_module

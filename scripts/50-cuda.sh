@@ -4,12 +4,10 @@
 # Reads GOLDEN_CUDA_PACKAGES (cuda-toolkit-X-Y, exact or pinned by apt). The
 # toolkit lives in /usr/local/cuda-X.Y; /etc/profile.d/golden-cuda.sh puts its
 # bin/ on PATH for login shells.
-set -euo pipefail
-GOLDEN_STEP=50-cuda
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: cuda
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=50-cuda; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 cuda_specs=()
 env_words cuda_specs GOLDEN_CUDA_PACKAGES is_install_spec

@@ -5,12 +5,10 @@
 # With systemd running the service is enabled and started (70 configures and
 # restarts it); inside a chroot it is only enabled, offline, and starts on the
 # image's first boot.
-set -euo pipefail
-GOLDEN_STEP=60-runtime
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: runtime
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=60-runtime; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_RUNTIME is_runtime
 check_env GOLDEN_RUNTIME_SERVICE is_service_name

@@ -10,12 +10,10 @@
 # - CDI: toolkits from 1.18 ship nvidia-cdi-refresh.path, which regenerates
 #   /var/run/cdi/nvidia.yaml whenever the driver changes; before 1.18 golden's
 #   own golden-cdi-generate.service generates it at boot.
-set -euo pipefail
-GOLDEN_STEP=70-container-toolkit
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: container-toolkit
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=70-container-toolkit; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_RUNTIME is_runtime
 check_env GOLDEN_RUNTIME_SERVICE is_service_name

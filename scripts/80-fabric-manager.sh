@@ -12,12 +12,10 @@
 # version, no fabric manager needed), GOLDEN_DRIVER_VERSION and
 # GOLDEN_DRIVER_PACKAGES (to read the installed driver's version when no exact
 # version is pinned).
-set -euo pipefail
-GOLDEN_STEP=80-fabric-manager
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: fabric-manager
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=80-fabric-manager; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_DRIVER_VERSION is_driver_version
 fm_specs=()

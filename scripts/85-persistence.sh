@@ -4,12 +4,10 @@
 #
 # Reads GOLDEN_PERSISTENCE and GOLDEN_PERSISTENCE_PACKAGES. The daemon is only
 # enabled, not started: it starts at the image's boot, once a GPU is there.
-set -euo pipefail
-GOLDEN_STEP=85-persistence
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: persistence
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=85-persistence; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_PERSISTENCE is_bool
 persistence_specs=()

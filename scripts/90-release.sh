@@ -4,20 +4,17 @@
 #
 # release.json records what is on the image, read off the image (dpkg, the
 # built module), not what was asked for: profile, build id, OS, kernels, the
-# driver (version from `modinfo -F version` of the module), CUDA toolkit,
-# container toolkit, runtime, and `packages`: name -> installed version for
-# every held package and every package built from the driver's sources.
+# driver (version from `modinfo -F version` of the module; null on an image
+# without one, GOLDEN_DRIVER_BRANCH unset), CUDA toolkit, container toolkit,
+# runtime, and `packages`: name -> installed version for every held package
+# and every package built from the driver's sources.
 #
-# The JSON is written without jq or python: every value is checked against a
-# strict pattern first (lib.sh json_*), so none can hold a quote. Each object
-# but `packages` sits on one line, which golden-gpu-check relies on to read it
-# back without a JSON parser.
-set -euo pipefail
-GOLDEN_STEP=90-release
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+# This step gathers and checks the facts; scripts/release.py turns them into
+# JSON (json.dump), and golden-gpu-check reads it back with python3.
+#
+# golden-layer: base
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=90-release; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 require_env GOLDEN_PROFILE is_profile
 require_env GOLDEN_BUILD_ID is_uuid
@@ -26,11 +23,16 @@ require_env GOLDEN_OS_FAMILY is_family
 require_env GOLDEN_OS_CODENAME is_codename
 require_env GOLDEN_ARCH is_arch
 check_env GOLDEN_KERNEL is_kernel
-require_env GOLDEN_DRIVER_BRANCH is_branch
+# The driver layer: present when GOLDEN_DRIVER_BRANCH is set.
+check_env GOLDEN_DRIVER_BRANCH is_branch
+has_driver=false
+if [[ -n ${GOLDEN_DRIVER_BRANCH:-} ]]; then
+    has_driver=true
+    require_env GOLDEN_DRIVER_FLAVOR is_flavor
+    require_env GOLDEN_MODULE_NAME is_module
+fi
 check_env GOLDEN_DRIVER_VERSION is_driver_version
-require_env GOLDEN_DRIVER_FLAVOR is_flavor
 check_env GOLDEN_DRIVER_SOURCE is_driver_source
-require_env GOLDEN_MODULE_NAME is_module
 check_env GOLDEN_CTK_VERSION is_version
 check_env GOLDEN_CDI is_bool
 check_env GOLDEN_CDI_REFRESH is_bool
@@ -49,7 +51,7 @@ runtime_specs=()
 env_words runtime_specs GOLDEN_RUNTIME_PACKAGES is_install_spec
 fm_specs=()
 env_words fm_specs GOLDEN_FABRIC_MANAGER_PACKAGES is_install_spec
-module=$GOLDEN_MODULE_NAME
+module=${GOLDEN_MODULE_NAME:-}
 
 # ---------------------------------------------------------------- what is installed
 
@@ -80,41 +82,39 @@ hold_packages "${to_hold[@]}"
 
 # ---------------------------------------------------------------- kernels and the module
 
-kernels=()
-for f in "$ROOT"/boot/vmlinuz-*; do
-    [[ -f $f && ! -L $f ]] || continue
-    k=${f##*/vmlinuz-}
-    is_kernel "$k" && kernels+=("$k")
-done
+mapfile -t kernels < <(image_kernels | sort -V)
 ((${#kernels[@]})) || die "no kernel in /boot"
-mapfile -t kernels < <(printf '%s\n' "${kernels[@]}" | sort -V)
 
-base=()
-[[ -z $ROOT ]] || base=(-b "$ROOT")
 module_kernels=()
 driver_version=''
-for k in "${kernels[@]}"; do
-    if [[ -n ${GOLDEN_KERNEL:-} && $k != "$GOLDEN_KERNEL" ]]; then
-        continue
+if [[ $has_driver == true ]]; then
+    base=()
+    [[ -z $ROOT ]] || base=(-b "$ROOT")
+    for k in "${kernels[@]}"; do
+        if [[ -n ${GOLDEN_KERNEL:-} && $k != "$GOLDEN_KERNEL" ]]; then
+            continue
+        fi
+        v=$(modinfo "${base[@]}" -k "$k" -F version "$module" 2>/dev/null || true)
+        if [[ -z $v ]]; then
+            log "kernel $k has no $module module"
+            continue
+        fi
+        is_driver_version "$v" || die "the $module module for $k reports version $(shown "$v")"
+        if [[ -n $driver_version && $v != "$driver_version" ]]; then
+            die "the $module module differs between kernels: $driver_version and $v ($k)"
+        fi
+        driver_version=$v
+        module_kernels+=("$k")
+    done
+    [[ -n $driver_version ]] || die "no kernel of the image (${kernels[*]}) has the $module module"
+    if [[ -n ${GOLDEN_KERNEL:-} && ${module_kernels[0]:-} != "$GOLDEN_KERNEL" ]]; then
+        die "the pinned kernel $GOLDEN_KERNEL has no $module module"
     fi
-    v=$(modinfo "${base[@]}" -k "$k" -F version "$module" 2>/dev/null || true)
-    if [[ -z $v ]]; then
-        log "kernel $k has no $module module"
-        continue
+    if [[ -n ${GOLDEN_DRIVER_VERSION:-} && $driver_version != "$GOLDEN_DRIVER_VERSION" ]]; then
+        die "the $module module is $driver_version, the profile pins $GOLDEN_DRIVER_VERSION"
     fi
-    is_driver_version "$v" || die "the $module module for $k reports version $(shown "$v")"
-    if [[ -n $driver_version && $v != "$driver_version" ]]; then
-        die "the $module module differs between kernels: $driver_version and $v ($k)"
-    fi
-    driver_version=$v
-    module_kernels+=("$k")
-done
-[[ -n $driver_version ]] || die "no kernel of the image (${kernels[*]}) has the $module module"
-if [[ -n ${GOLDEN_KERNEL:-} && ${module_kernels[0]:-} != "$GOLDEN_KERNEL" ]]; then
-    die "the pinned kernel $GOLDEN_KERNEL has no $module module"
-fi
-if [[ -n ${GOLDEN_DRIVER_VERSION:-} && $driver_version != "$GOLDEN_DRIVER_VERSION" ]]; then
-    die "the $module module is $driver_version, the profile pins $GOLDEN_DRIVER_VERSION"
+else
+    log "no driver in this profile: release.json records none"
 fi
 
 # ---------------------------------------------------------------- the other components
@@ -165,62 +165,19 @@ fi
 # sources, sorted by name.
 mapfile -t recorded < <(printf '%s\n' "${holds[@]}" "${!from_source[@]}" | sed '/^$/d' | sort -u)
 
-json_str "$GOLDEN_PROFILE"; j_profile=$J
-json_str "$GOLDEN_BUILD_ID"; j_build=$J
-json_str "$GOLDEN_OS"; j_os=$J
-json_str "$GOLDEN_OS_FAMILY"; j_family=$J
-json_str "$GOLDEN_OS_CODENAME"; j_codename=$J
-json_str "$GOLDEN_ARCH"; j_arch=$J
-json_opt "${GOLDEN_KERNEL:-}"; j_pinned=$J
-json_list "${kernels[@]}"; j_kernels=$J
-json_str "$GOLDEN_DRIVER_BRANCH"; j_branch=$J
-json_str "$driver_version"; j_driver=$J
-json_str "$GOLDEN_DRIVER_FLAVOR"; j_flavor=$J
-json_opt "${GOLDEN_DRIVER_SOURCE:-}"; j_source=$J
-json_str "$module"; j_module=$J
-json_list "${module_kernels[@]}"; j_module_kernels=$J
-json_opt "$cuda_toolkit"; j_cuda=$J
-json_opt "$cuda_package"; j_cuda_pkg=$J
-json_opt "$cuda_version"; j_cuda_ver=$J
-json_opt "$ctk_version"; j_ctk=$J
-json_opt "$ctk_package_version"; j_ctk_pkg=$J
-json_str "${GOLDEN_RUNTIME:-none}"; j_runtime=$J
-json_opt "${GOLDEN_RUNTIME_SERVICE:-}"; j_service=$J
-json_opt "$runtime_package"; j_rt_pkg=$J
-json_opt "$runtime_version"; j_rt_ver=$J
-json_opt "$fm_package"; j_fm_pkg=$J
-json_opt "$fm_version"; j_fm_ver=$J
-fm_enabled=false
-[[ -n $fm_package ]] && fm_enabled=true
-
-packages=''
-sep=''
-for name in "${recorded[@]}"; do
-    json_str "$name"
-    key=$J
-    json_str "${version_of[$name]}"
-    packages+="$sep
-    $key: $J"
-    sep=','
-done
-
-put_file 0644 /etc/golden/release.json <<EOF
-{
-  "schema": 1,
-  "profile": $j_profile,
-  "build_id": $j_build,
-  "os": {"id": $j_os, "family": $j_family, "codename": $j_codename, "arch": $j_arch},
-  "kernel": {"pinned": $j_pinned, "installed": $j_kernels},
-  "driver": {"branch": $j_branch, "version": $j_driver, "flavor": $j_flavor, "source": $j_source, "module": $j_module, "kernels": $j_module_kernels},
-  "cuda": {"toolkit": $j_cuda, "package": $j_cuda_pkg, "version": $j_cuda_ver},
-  "container_toolkit": {"version": $j_ctk, "package_version": $j_ctk_pkg, "cdi": $cdi, "cdi_refresh": $cdi_refresh},
-  "runtime": {"name": $j_runtime, "service": $j_service, "package": $j_rt_pkg, "version": $j_rt_ver},
-  "fabric_manager": {"enabled": $fm_enabled, "package": $j_fm_pkg, "version": $j_fm_ver},
-  "persistence": ${GOLDEN_PERSISTENCE:-false},
-  "packages": {$packages
-  }
-}
-EOF
+command -v python3 >/dev/null 2>&1 || die "python3 is not on the image: cannot write release.json"
+manifest=$(
+    for name in "${recorded[@]}"; do
+        printf '%s\t%s\n' "$name" "${version_of[$name]}"
+    done | python3 "$GOLDEN_STAGE/scripts/release.py" render \
+        kernels="${kernels[*]}" driver_version="$driver_version" module_kernels="${module_kernels[*]}" \
+        cuda_toolkit="$cuda_toolkit" cuda_package="$cuda_package" cuda_version="$cuda_version" \
+        ctk_version="$ctk_version" ctk_package_version="$ctk_package_version" \
+        cdi="$cdi" cdi_refresh="$cdi_refresh" \
+        runtime_package="$runtime_package" runtime_version="$runtime_version" \
+        fm_package="$fm_package" fm_version="$fm_version"
+) || die "release.py could not make release.json (see above)"
+put_file 0644 /etc/golden/release.json <<<"$manifest"
 
 # ---------------------------------------------------------------- boot check and first boot
 
@@ -237,4 +194,8 @@ elif [[ ! -d $ROOT/etc/cloud ]]; then
 else
     put_copy 0644 "$first_boot" /etc/cloud/cloud.cfg.d/90-golden.cfg
 fi
-log "release: $GOLDEN_PROFILE, driver $driver_version ($GOLDEN_DRIVER_FLAVOR), ${#recorded[@]} packages recorded"
+if [[ $has_driver == true ]]; then
+    log "release: $GOLDEN_PROFILE, driver $driver_version ($GOLDEN_DRIVER_FLAVOR), ${#recorded[@]} packages recorded"
+else
+    log "release: $GOLDEN_PROFILE, no driver, ${#recorded[@]} packages recorded"
+fi

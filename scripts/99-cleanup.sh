@@ -7,12 +7,10 @@
 # When baking locally the build machine reaches the chroot through an sshd
 # running inside it; that sshd already loaded its host keys, so removing them
 # here does not cut the session. New keys are made at first boot (cloud-init).
-set -euo pipefail
-GOLDEN_STEP=99-cleanup
-stage=${GOLDEN_STAGE:-/tmp/golden}
-[[ $stage =~ ^/[A-Za-z0-9._/-]*$ ]] || { echo "golden[$GOLDEN_STEP]: bad GOLDEN_STAGE" >&2; exit 1; }
+#
+# golden-layer: base
 # shellcheck source=lib.sh
-source "$stage/scripts/lib.sh"
+set -euo pipefail; GOLDEN_STEP=99-cleanup; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 # apt: downloaded packages and package lists (an instance runs apt-get update).
 apt_get clean

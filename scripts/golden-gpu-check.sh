@@ -12,12 +12,17 @@
 #     proprietary one when it was not);
 #   - with CDI on, a CDI specification lists the GPUs (waiting up to
 #     GOLDEN_CDI_WAIT seconds, default 120, for nvidia-cdi-refresh).
-# It writes {"status": "ok" | "no-gpu" | "failed", ...} to
+# An image baked without a driver (release.json's "driver" is null) has
+# nothing to check: status "no-driver", exit 0.
+# It writes {"status": "ok" | "no-gpu" | "no-driver" | "failed", ...} to
 # /run/golden/gpu-check.json and /var/lib/golden/gpu-check.json. On failure
 # it prints the reasons on stderr (the journal and the console) and exits 1,
 # so the unit is failed.
 #
-# GOLDEN_ROOT (tests only) prefixes every path it reads and writes.
+# release.json is read with python3 (on every image golden bakes: cloud-init
+# needs it). GOLDEN_ROOT (tests only) prefixes every path it reads and writes.
+#
+# golden-layer: base
 set -euo pipefail
 
 root=${GOLDEN_ROOT:-/}
@@ -52,20 +57,26 @@ fail() {
     failures+=("$1")
 }
 
-# field OBJECT KEY: the value of "KEY" in the one-line object "OBJECT" of
-# release.json (a string without its quotes, true, false, or nothing).
-field() {
-    local line value
-    line=$(grep -m 1 "^  \"$1\": {" "$manifest" || true)
-    if [[ $line =~ \"$2\":\ \"([^\"]*)\" ]]; then
-        value=${BASH_REMATCH[1]}
-    elif [[ $line =~ \"$2\":\ (true|false|null) ]]; then
-        value=${BASH_REMATCH[1]}
-    else
-        value=''
-    fi
-    [[ $value == null ]] && value=''
-    printf '%s' "$value"
+# read_manifest FILE: the fields of release.json the check needs, one a line:
+# whether the image has a driver (true/false), the driver's version, flavour
+# and module, and whether CDI is on (true/false). A missing value is an empty
+# line; control characters in a value are dropped, so each value stays on its
+# line.
+read_manifest() {
+    python3 -c '
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    release = json.load(f)
+driver = release.get("driver") or {}
+toolkit = release.get("container_toolkit") or {}
+def line(value):
+    text = "" if value is None else str(value)
+    return "".join(c for c in text if c.isprintable())
+print("true" if driver else "false")
+for key in ("version", "flavor", "module"):
+    print(line(driver.get(key)))
+print("true" if toolkit.get("cdi") is True else "false")
+' "$1"
 }
 
 write_status() {
@@ -113,10 +124,25 @@ if [[ ! -r $manifest ]]; then
     fail "the release manifest /etc/golden/release.json is missing"
     finish
 fi
-expected_version=$(field driver version)
-expected_flavor=$(field driver flavor)
-module=$(field driver module)
-[[ $(field container_toolkit cdi) == true ]] && cdi_required=true
+if ! command -v python3 >/dev/null 2>&1; then
+    fail "python3 not found: cannot read the release manifest"
+    finish
+fi
+if ! fields=$(read_manifest "$manifest" 2>&1); then
+    fail "the release manifest /etc/golden/release.json cannot be read: $(tail -n 1 <<<"$fields")"
+    finish
+fi
+mapfile -t field <<<"$fields"
+has_driver=${field[0]:-false}
+expected_version=${field[1]:-}
+expected_flavor=${field[2]:-}
+module=${field[3]:-}
+[[ ${field[4]:-} == true ]] && cdi_required=true
+if [[ $has_driver != true ]]; then
+    status=no-driver
+    message="the image has no NVIDIA driver; nothing to check"
+    finish
+fi
 [[ -n $expected_version ]] || fail "release.json has no driver version"
 [[ $module =~ ^[a-z0-9_-]+$ ]] || module=nvidia
 

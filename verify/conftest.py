@@ -9,7 +9,12 @@ Every test compares one fact and says so with ``record``::
 ``record(name, expected, actual, passed, detail="")`` stores a check and returns
 ``passed``; ``record.fail(...)`` stores a failed one and ends the test (when
 nothing else can be checked); ``record.skip(name, reason)`` stores a skipped
-check (only for a component the expectations say is absent) and skips the test. A test that
+check (only for a component the expectations say is absent) and skips the test.
+
+Each module says which layer of the image it checks (``pytest.mark.layer("driver")``,
+a test may add its own): a test runs only when the image has every layer its
+marks name (``expectations["layers"]``), and is skipped, with that reason,
+otherwise, never failed. A test that
 fails without having recorded a failed check (an exception, a dead SSH
 connection) is recorded as a failed check too, so the report never says less
 than pytest does. At the end the report is written to ``--golden-report``.
@@ -28,7 +33,11 @@ from golden import pkgprobes
 from golden.verify import PHASES, Check, Report
 from verify.lib import DriverExpect, Record, Shell, driver_expect
 
+#: Must equal golden.plan.EXPECTATIONS_SCHEMA (a unit test holds them together); the suite
+#: runs on the image without golden's plan code, so it keeps its own copy.
 EXPECTATIONS_SCHEMA = 1
+#: The layer of a check that names none: always present.
+BASE_LAYER = "base"
 EXPECT = pytest.StashKey[dict[str, Any]]()
 RECORDER = pytest.StashKey["Recorder"]()
 
@@ -90,12 +99,16 @@ class Recorder:
     def pytest_collection_modifyitems(self, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
         phase = config.getoption("golden_phase")
+        present = image_layers(config.stash[EXPECT])
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         for item in items:
             marker = item.get_closest_marker("phase")
             (keep if marker and phase in marker.args else drop).append(item)
             self.names[item.nodeid] = _display_name(item)
+            missing = missing_layer(item, present)
+            if missing is not None:
+                item.add_marker(pytest.mark.skip(reason=f"layer {missing} not in this image"))
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
@@ -131,6 +144,23 @@ class Recorder:
                         phase=self.config.getoption("golden_phase"), host=str(host),
                         checks=tuple(self.checks))
         report.write(Path(path))
+
+
+def image_layers(expect: dict[str, Any]) -> frozenset[str] | None:
+    """The layers the image has; None (all of them) for expectations written before layers."""
+    layers = expect.get("layers")
+    return None if layers is None else frozenset({BASE_LAYER, *(str(x) for x in layers)})
+
+
+def missing_layer(item: pytest.Item, present: frozenset[str] | None) -> str | None:
+    """The first layer a test's marks name (its own, then its module's) that the image lacks."""
+    if present is None:
+        return None
+    for marker in item.iter_markers("layer"):
+        for name in marker.args:
+            if name not in present:
+                return str(name)
+    return None
 
 
 def _display_name(item: pytest.Item) -> str:
@@ -194,5 +224,8 @@ def packages(shell: Shell) -> dict[str, pkgprobes.DebPackage]:
 
 @pytest.fixture(scope="module")
 def driver(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage]) -> DriverExpect:
-    """The driver version components must report (see verify.lib.DriverExpect)."""
+    """The driver version components must report (see verify.lib.DriverExpect); a test that
+    asks for it on an image without a driver is skipped (its layer marks should say so)."""
+    if not expect.get("driver"):
+        pytest.skip("layer driver not in this image")
     return driver_expect(expect, packages)

@@ -10,7 +10,7 @@ from golden import containerprobes, gpuprobes
 from golden.versions import cuda_tuple
 from verify.lib import DriverExpect, Record, Shell
 
-pytestmark = pytest.mark.phase("boot")
+pytestmark = [pytest.mark.phase("boot"), pytest.mark.layer("driver")]
 
 #: Name of the throwaway container a containerd check starts.
 CTR_CONTAINER = "golden-verify-gpu"
@@ -80,6 +80,7 @@ def test_loaded_module(expect: dict[str, Any], shell: Shell, driver: DriverExpec
     assert all(results)
 
 
+@pytest.mark.layer("persistence")
 def test_persistence_mode(expect: dict[str, Any], gpus: list[dict[str, str]],
                           record: Record) -> None:
     if not expect["persistence"]:
@@ -89,6 +90,7 @@ def test_persistence_mode(expect: dict[str, Any], gpus: list[dict[str, str]],
     assert record("persistence-mode", "Enabled on every GPU", modes or "no GPU", passed)
 
 
+@pytest.mark.layer("container-toolkit")
 def test_cdi_devices(expect: dict[str, Any], shell: Shell, gpus: list[dict[str, str]],
                      record: Record) -> None:
     if not expect["container"]["cdi"]:
@@ -112,6 +114,7 @@ def _local_image(shell: Shell, runtime: str, preferred: str | None) -> str | Non
     return images[0] if images else None
 
 
+@pytest.mark.layer("container-toolkit")
 def test_container_sees_gpu(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     container = expect["container"]
     runtime = container["runtime"]

@@ -9,7 +9,7 @@ import pytest
 from golden import gpuprobes, hostprobes, probes, systemprobes
 from verify.lib import Record, Shell
 
-pytestmark = pytest.mark.phase("boot-nogpu")
+pytestmark = [pytest.mark.phase("boot-nogpu"), pytest.mark.layer("base")]
 
 #: Units that cannot start without a GPU; anything else failed is a broken image.
 FAIL_WITHOUT_GPU = frozenset({
@@ -44,6 +44,7 @@ def kernel_name(expect: dict[str, Any], shell: Shell) -> str:
     return name or module.replace("-", "_")
 
 
+@pytest.mark.layer("driver")
 def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell, kernel_name: str,
                                            record: Record) -> None:
     module = expect["driver"]["module"]
@@ -59,6 +60,7 @@ def test_module_fails_only_for_lack_of_gpu(expect: dict[str, Any], shell: Shell,
                   verdict in ("no-device", "loaded"), said.strip()[-400:])
 
 
+@pytest.mark.layer("driver")
 def test_module_signature(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     """Signed or not, and by a key the kernel trusts, read off the module itself.
 
@@ -94,6 +96,7 @@ def _trusted_keys(shell: Shell) -> tuple[list[hostprobes.TrustedKey], str]:
     return hostprobes.parse_proc_keys(text), hostprobes.PROC_KEYS_PATH
 
 
+@pytest.mark.layer("driver")
 def test_gpu_check_status(shell: Shell, record: Record) -> None:
     text = shell.read(gpuprobes.GPU_CHECK_STATUS_PATH)
     if text is None:

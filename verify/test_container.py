@@ -9,9 +9,10 @@ import pytest
 from golden import containerprobes, probes, systemprobes
 from verify.lib import Record, Shell
 
-pytestmark = pytest.mark.phase("bake")
+pytestmark = [pytest.mark.phase("bake"), pytest.mark.layer("base")]
 
 
+@pytest.mark.layer("container-toolkit")
 def test_ctk_version(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     toolkit = expect["container"]["toolkit"]
     if not toolkit:
@@ -25,6 +26,7 @@ def test_ctk_version(expect: dict[str, Any], shell: Shell, record: Record) -> No
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 
 
+@pytest.mark.layer("container-toolkit")
 def test_runtime_config(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     container = expect["container"]
     path = container.get("config")
@@ -74,6 +76,7 @@ def _expand(shell: Shell, pattern: str) -> list[str]:
     return sorted(line for line in out.stdout.splitlines() if line.strip())
 
 
+@pytest.mark.layer("runtime")
 def test_runtime_enabled(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     service = expect["container"].get("service")
     if not service:
@@ -82,6 +85,7 @@ def test_runtime_enabled(expect: dict[str, Any], shell: Shell, record: Record) -
     assert record(f"enabled[{service}.service]", "enabled", state, state in systemprobes.ENABLED_STATES)
 
 
+@pytest.mark.layer("container-toolkit")
 def test_cdi_refresh(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     container = expect["container"]
     if not container["cdi"]:

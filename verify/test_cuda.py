@@ -10,7 +10,7 @@ from golden import gpuprobes
 from golden.versions import cuda_tuple
 from verify.lib import Record, Shell
 
-pytestmark = pytest.mark.phase("bake")
+pytestmark = [pytest.mark.phase("bake"), pytest.mark.layer("cuda")]
 
 
 def test_nvcc(expect: dict[str, Any], shell: Shell, record: Record) -> None:

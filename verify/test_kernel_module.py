@@ -9,7 +9,7 @@ import pytest
 from golden import hostprobes, pkgprobes
 from verify.lib import DriverExpect, Record, Shell
 
-pytestmark = pytest.mark.phase("bake")
+pytestmark = [pytest.mark.phase("bake"), pytest.mark.layer("driver")]
 
 
 def bootable_kernels(expect: dict[str, Any], shell: Shell,

@@ -17,7 +17,7 @@ from verify.lib import (
     package_problems,
 )
 
-pytestmark = pytest.mark.phase("bake")
+pytestmark = [pytest.mark.phase("bake"), pytest.mark.layer("base")]
 
 
 def test_package(package: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
@@ -58,6 +58,7 @@ def test_pinned(pinned_package: dict[str, Any], shell: Shell, record: Record) ->
     assert record(f"pinned[{name}]", expected, actual, policy.pin_effective(pkgprobes.PIN_PRIORITY))
 
 
+@pytest.mark.layer("driver")
 def test_driver_packages_agree(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                driver: DriverExpect, record: Record) -> None:
     """Every package built from the driver's sources carries one driver version."""
@@ -78,6 +79,7 @@ def test_driver_packages_agree(expect: dict[str, Any], packages: dict[str, pkgpr
                   passed and not broken, detail)
 
 
+@pytest.mark.layer("driver")
 def test_no_proprietary_packages(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                  record: Record) -> None:
     if not expect["driver"]["open_required"]:

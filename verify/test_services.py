@@ -10,13 +10,14 @@ from golden import pkgprobes, systemprobes
 from golden.versions import deb_upstream
 from verify.lib import DriverExpect, Record, Shell
 
-pytestmark = pytest.mark.phase("bake")
+pytestmark = [pytest.mark.phase("bake"), pytest.mark.layer("base")]
 
 FABRIC_MANAGER_SERVICE = "nvidia-fabricmanager.service"
 PERSISTENCED_SERVICE = "nvidia-persistenced.service"
 GPU_CHECK_SERVICE = "golden-gpu-check.service"
 
 
+@pytest.mark.layer("fabric-manager")
 def test_fabric_manager_version(expect: dict[str, Any], packages: dict[str, pkgprobes.DebPackage],
                                 driver: DriverExpect, record: Record) -> None:
     fm = expect["fabric_manager"]
@@ -29,6 +30,7 @@ def test_fabric_manager_version(expect: dict[str, Any], packages: dict[str, pkgp
                   driver.matches(got))
 
 
+@pytest.mark.layer("fabric-manager")
 def test_fabric_manager_enabled(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     if not expect["fabric_manager"]["enabled"]:
         record.skip(f"enabled[{FABRIC_MANAGER_SERVICE}]", "the GPU has no NVSwitch fabric")
@@ -37,6 +39,7 @@ def test_fabric_manager_enabled(expect: dict[str, Any], shell: Shell, record: Re
                   state in systemprobes.ENABLED_STATES)
 
 
+@pytest.mark.layer("persistence")
 def test_persistenced_enabled(expect: dict[str, Any], shell: Shell, record: Record) -> None:
     if not expect["persistence"]:
         record.skip(f"enabled[{PERSISTENCED_SERVICE}]", "persistence is off in the profile")
@@ -45,6 +48,7 @@ def test_persistenced_enabled(expect: dict[str, Any], shell: Shell, record: Reco
                   state in systemprobes.ENABLED_STATES)
 
 
+@pytest.mark.layer("driver")
 def test_gpu_check_enabled(shell: Shell, record: Record) -> None:
     state = shell.unit_file_state(GPU_CHECK_SERVICE)
     assert record(f"enabled[{GPU_CHECK_SERVICE}]", "enabled", state,

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from golden import lockfile
+from golden import lockfile, targets
 from golden.aws import clients
 from golden.errors import GoldenError, shown
-from golden.profile import PROFILES, Profile, TargetKind, load_profile, ssm_reserved
+from golden.profile import PROFILES, Profile, load_profile, ssm_reserved
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -115,8 +115,8 @@ def _jobs(lock: lockfile.Lock, profile: str | None, channel: str | None,
         if not channels:
             continue
         prof = load_profile(name, profiles_dir)
-        if prof.target.kind is not TargetKind.AMAZON_EBS:
-            continue
+        if not targets.get(prof.target.kind).publishable:
+            continue   # a local image has nothing to share
         builds = {b["id"]: b for b in entry.get("builds", [])}
         for ch, build_id in channels.items():
             key = f"profiles.{name}.channels.{ch}"

@@ -10,6 +10,7 @@ its mounts go with it, and the working copy is removed.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -18,10 +19,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from golden import packer
 from golden.errors import StepFailed
+from golden.files import sha256_file, shown
+from golden.plan import BuildPlan
 from golden.run import run, spawn, stop
+from golden.sbom import write_sbom
+from golden.targets import Bake, rootfs
+from golden.targets.entry import build_entry, git_commit, progress
 from golden.ui import say, step
 
 
@@ -113,16 +122,111 @@ def session(base: Path, work: Path, log_dir: Path) -> Iterator[Session]:
 
 
 
+class Output(StrEnum):
+    """The format of a local bake's image, like mkosi's output formats (``rootfs`` only, today)."""
+
+    ROOTFS = "rootfs"      # the root filesystem as a reproducible-ordered tarball
+
+    @property
+    def extension(self) -> str:
+        return {Output.ROOTFS: ".tar.zst"}[self]
+
+    @property
+    def file_name(self) -> str:
+        """``rootfs.tar.zst``: its name under ``build/NAME/artifacts/``."""
+        return f"{self.value}{self.extension}"
+
+
 #: Where a local bake's image lies in its build directory (``build/NAME/``).
-ARTIFACT = Path("artifacts") / "rootfs.tar.zst"
+ARTIFACT = Path("artifacts") / Output.ROOTFS.file_name
 
 
-def artifact_path(out_dir: Path) -> Path:
+def artifact_path(out_dir: Path, output: Output = Output.ROOTFS) -> Path:
     """``build/NAME/artifacts/rootfs.tar.zst``: the local image the bake swaps in and the boot test boots."""
-    return out_dir / ARTIFACT
+    return out_dir / "artifacts" / output.file_name
 
 
 def export(rootfs: Path, dest: Path) -> None:
     """The root filesystem as a reproducible-ordered .tar.zst."""
     run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name", "--zstd",
          "-cf", str(dest), "-C", str(rootfs), "."], timeout=3600)
+
+
+def image_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def swap_in(staging: Path, dest: Path) -> None:
+    """Replace ``dest`` with ``staging``; the old one is removed only after the rename."""
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class Local:
+    """Bake on this machine: a cached base root filesystem, sshd on loopback, Packer's null source."""
+
+    kind = "local"
+    packer_source = "null.local"
+    publishable = False
+    output = Output.ROOTFS
+
+    def check(self) -> None:
+        """Nothing to check before the bake: its tools are checked as it reaches them."""
+
+    def template_context(self, plan: BuildPlan) -> dict[str, Any]:
+        return {}   # the null source takes everything from -var (the session's address and key)
+
+    def source_image(self, plan: BuildPlan) -> dict[str, Any]:
+        return {"suite": plan.codename, "kernel": plan.profile.kernel}
+
+    def describe(self, plan: BuildPlan) -> str:
+        return (f"this machine: a {plan.profile.os.value} root filesystem made with mmdebstrap, "
+                "reached over SSH on 127.0.0.1")
+
+    def artifacts(self, entry: dict[str, Any], out_dir: Path) -> list[str]:
+        art = out_dir / "artifacts"
+        return [f"  image  {shown(artifact_path(out_dir, self.output))}",
+                f"  sha256 {entry['artifacts']['local']['sha256']}",
+                f"  sbom   {shown(art / 'sbom.cdx.json')}"]
+
+    def bake(self, plan: BuildPlan, out_dir: Path, build_id: str, how: Bake) -> dict[str, Any]:
+        """Bake in a working copy, export and check the image beside the old artifacts, then swap it in."""
+        base = rootfs.ensure_base(plan)
+        staging = out_dir / f".artifacts-{build_id}"
+        staging.mkdir(parents=True)
+        work = how.work_root / build_id
+        name = self.output.file_name
+        try:
+            with session(base, work, out_dir) as s:
+                variables = {
+                    "build_id": build_id, "git_commit": git_commit(), "ssh_host": s.host,
+                    "ssh_port": str(s.port), "ssh_username": s.user, "ssh_private_key_file": str(s.key),
+                    "golden_python": sys.executable, "reboot_pause": "0s",
+                }
+                with step("Baking with packer (null source over SSH)"):
+                    result = packer.build(out_dir, only=self.packer_source, variables=variables,
+                                          log_path=out_dir / "packer.log", on_event=progress)
+                with step("Exporting the root filesystem"):
+                    image = staging / name
+                    export(s.rootfs, image)
+                    digest = sha256_file(image)
+                    (staging / f"{name}.sha256").write_text(f"{digest}  {name}\n")
+                    sbom_sha = write_sbom(s.rootfs, staging / "sbom.cdx.json", distro=plan.profile.os.value,
+                                          build_id=build_id)
+            report = json.loads((out_dir / "verify-report.json").read_text())
+            release = json.loads((out_dir / "release.json").read_text())
+            shutil.copyfile(out_dir / "release.json", staging / "release.json")
+            shutil.copyfile(out_dir / "verify-report.json", staging / "verify-report.json")
+            checked = how.check_image(staging / name)
+            swap_in(staging, out_dir / "artifacts")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        final = artifact_path(out_dir, self.output)
+        local_artifact = {"path": shown(final), "sha256": digest, "size": image_size(final)}
+        return build_entry(build_id, self.kind, report, release, artifacts={"local": local_artifact},
+                           sbom_sha256=sbom_sha, packer_run_uuid=result.run_uuid or "", **checked)

@@ -443,6 +443,7 @@ def test_repo_has_every_package_golden_plans_to_install(tools: None, tmp_path: P
     """golden's package tables, from its own data, against this independent copy of NVIDIA's."""
     kb = load_kb()
     profile = load_profile(name, kb=kb)
+    assert profile.driver is not None
     if profile.driver.source is not DriverSource.NVIDIA:
         pytest.skip(f"{name} does not use NVIDIA's repository")
     plan = make_plan(profile, kb)

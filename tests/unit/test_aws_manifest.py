@@ -17,6 +17,7 @@ from golden import build as build_mod
 from golden import lockfile, packer
 from golden.aws import manifest
 from golden.errors import GoldenError
+from golden.targets.ebs import source_ami_from_lock
 from tests.conftest import require_tool
 
 
@@ -85,9 +86,9 @@ def test_fake_ebs_build_lands_in_the_lock(tmp_path: Path, monkeypatch: pytest.Mo
 def test_locked_source_ami_comes_from_the_lock(tmp_path: Path) -> None:
     lock = tmp_path / "images.lock"
     write_resolved(lock, "ami-0abc1234def567890")
-    assert build_mod.source_ami_from_lock("h100-r595", lock) == "ami-0abc1234def567890"
+    assert source_ami_from_lock("h100-r595", lock) == "ami-0abc1234def567890"
     with pytest.raises(GoldenError, match="no resolved base AMI for b200-r595"):
-        build_mod.source_ami_from_lock("b200-r595", lock)
+        source_ami_from_lock("b200-r595", lock)
 
 
 def test_real_packer_build_still_refuses_ebs_without_imdsv2(tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
-"""golden.boottest without QEMU: kernel choice, tree preparation, argv, parsing, seed."""
+"""golden.boottest without QEMU: kernel choice, tree preparation, argv, parsing, seed.
+
+The firmware registry and the disk writer are in test_boottest_media.py."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from golden import boottest
-from golden.boottest import BootResult, Kernel
+from golden.boottest import BootResult, Kernel, Media
 from golden.errors import GoldenError, StepFailed
 from golden.verify import Check, Report
 from tests.conftest import require_tool
@@ -62,8 +63,9 @@ def test_prepare_tree(tmp_path: Path) -> None:
 
 
 def test_qemu_argv_loopback_only_and_own_kernel() -> None:
-    argv = boottest.qemu_argv(Kernel("6.1", Path("/w/vmlinuz"), Path("/w/initrd")), Path("/w/d.raw"),
-                              Path("/w/s.img"), 40022)
+    media = Media(Path("/w/d.raw"), Kernel("6.1", Path("/w/vmlinuz"), Path("/w/initrd")))
+    argv = boottest.qemu_argv(boottest.finalize_firmware(Path("rootfs.tar.zst")), media, Path("/w/s.img"),
+                              40022)
     joined = " ".join(argv)
     assert argv[0] == "qemu-system-x86_64"
     assert argv[argv.index("-accel") + 1] == "tcg"
@@ -135,19 +137,6 @@ def test_make_seed_is_cidata(tmp_path: Path) -> None:
     got = subprocess.run(["mtype", "-i", str(seed), "::user-data"], capture_output=True, text=True,
                          check=True).stdout
     assert got == (tmp_path / "user-data").read_text()
-
-
-def test_make_disk_holds_the_tree(tmp_path: Path) -> None:
-    require_tool("mkfs.ext4")
-    debugfs = shutil.which("debugfs") or require_tool("debugfs")
-    tree = tmp_path / "tree"
-    (tree / "etc").mkdir(parents=True)
-    (tree / "etc/hostname").write_text("golden\n")
-    disk = tmp_path / "disk.raw"
-    boottest.make_disk(tree, disk)
-    out = subprocess.run([debugfs, "-R", "cat /etc/hostname", str(disk)], capture_output=True, text=True,
-                         check=True).stdout
-    assert out == "golden\n"
 
 
 def test_release_problems(tmp_path: Path) -> None:

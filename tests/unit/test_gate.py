@@ -16,15 +16,18 @@ from typing import Any
 import pytest
 
 from golden.gate import (
+    _RULES,
     RULES,
     Finding,
     Severity,
+    _context,
     check,
     expected_naming,
     format_finding,
     has_errors,
 )
 from golden.kb import Architecture, KnowledgeBase, ShippedRuntimes, load
+from golden.plan import BASE, LAYERS
 from golden.profile import (
     Arch,
     DriverSource,
@@ -47,16 +50,19 @@ def _loaded(name: str) -> Profile:
 
 
 def variant(*, driver: Mapping[str, Any] | None = None, container: Mapping[str, Any] | None = None,
+            driverless: bool = False,
             target: Mapping[str, Any] | None = None, **top: Any) -> Profile:
     """The baseline with some fields changed; ``driver``/``container``/``target`` change those sections."""
     p = _loaded("h100-r595")
+    assert p.driver is not None
     base = replace(
         p, gpu="h100-sxm", cuda_toolkit="13.2", fabric_manager=None,
         driver=replace(p.driver, branch="595", flavor=Flavor.OPEN, source=DriverSource.NVIDIA,
                        version=None),
         container=replace(p.container, runtime=Runtime.DOCKER, toolkit="1.19.0"),
     )
-    return replace(base, driver=replace(base.driver, **(driver or {})),
+    assert base.driver is not None
+    return replace(base, driver=None if driverless else replace(base.driver, **(driver or {})),
                    container=replace(base.container, **(container or {})),
                    target=replace(base.target, **(target or {})), **top)
 
@@ -263,6 +269,8 @@ CASES = [
     Case("gpu-host-arch", {**B200, "gpu": "gb200"}, {**B200, "gpu": "gb200", "arch": Arch.ARM64},
          ("GB200 Grace Blackwell", "arm64", "amd64")),
     Case("secure-boot-dkms-key", {"target": {"secure_boot": True}}, {}, ("open module", "DKMS", "failure mode 5")),
+    Case("cuda-without-driver", {"driverless": True}, {"driverless": True, "cuda_toolkit": None},
+         ("cuda.toolkit 13.2", "without a driver", "cuda.toolkit: null")),
     Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
          kb=with_naming("595", "suffixed")),
     Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},
@@ -364,7 +372,7 @@ def test_format_finding() -> None:
 
 
 def test_rules_table_is_documented() -> None:
-    for rule, (severity, text) in RULES.items():
+    for rule, (severity, _layer, text) in RULES.items():
         assert rule == rule.lower() and " " not in rule
         assert isinstance(severity, Severity) and text and "\n" not in text
 
@@ -388,3 +396,20 @@ def test_local_profile_warns_about_eol_and_distro() -> None:
         pytest.skip("profile local-debian12-r535 is not shipped")
     found = rules(check(_loaded("local-debian12-r535"), KB, today=TODAY))
     assert {"branch-eol", "driver-from-distro"} <= found
+
+
+def test_every_rule_function_yields_only_rules_of_its_layer() -> None:
+    """The RULES table says a rule's layer; the function that yields it runs under that layer."""
+    for case in CASES:
+        kb = case.kb(KB) if case.kb else KB
+        profile = variant(**case.bad)
+        ctx = _context(profile, kb, case.today)
+        for layer, rule in _RULES:
+            if layer == "driver" and profile.driver is None:
+                continue
+            for f in rule(ctx):
+                assert RULES[f.rule].layer == layer, (f.rule, layer)
+
+
+def test_layers_in_the_rules_table_are_the_plans() -> None:
+    assert {info.layer for info in RULES.values()} <= {BASE, *(spec.name for spec in LAYERS)}

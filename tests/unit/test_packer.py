@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from golden import packer, render
-from golden.errors import GoldenError, StepFailed
+from golden.aws.manifest import amis, parse_artifact_id
+from golden.errors import GoldenError, Secret, StepFailed
 from golden.kb import load as load_kb
+from golden.packer import cli
 from golden.plan import make_plan
 from golden.profile import load_profile, profile_names
 from golden.run import run
@@ -99,14 +101,14 @@ def test_legacy_join_blanks_compat_blocks_and_keeps_lines(tmp_path: Path) -> Non
     a = tmp_path / "a.pkr.hcl"
     b = tmp_path / "b.pkr.hcl"
     a.write_text("x = 1\n")
-    b.write_text(f"y = 2\n  {packer.COMPAT_BEGIN}\nz = 3\n  {packer.COMPAT_END}\nw = 4\n")
-    joined = packer._join_legacy([a, b])
+    b.write_text(f"y = 2\n  {cli.COMPAT_BEGIN}\nz = 3\n  {cli.COMPAT_END}\nw = 4\n")
+    joined = cli.join_legacy([a, b])
     assert joined.text.splitlines() == ["x = 1", "y = 2", "", "", "", "w = 4"]
     assert joined.relabel(f"on {packer.LEGACY_FILE} line 6:") == "on b.pkr.hcl line 5:"
     assert joined.relabel(f"on {packer.LEGACY_FILE} line 1:") == "on a.pkr.hcl line 1:"
-    b.write_text(f"{packer.COMPAT_BEGIN}\nz = 3\n")
+    b.write_text(f"{cli.COMPAT_BEGIN}\nz = 3\n")
     with pytest.raises(GoldenError, match="without"):
-        packer._join_legacy([b])
+        cli.join_legacy([b])
 
 
 def test_build_streams_steps_and_names_the_failing_one(tmp_path: Path) -> None:
@@ -148,7 +150,7 @@ def test_build_passes_variables_and_returns_the_run(tmp_path: Path) -> None:
     assert [name for name, _ in result.steps] == ["local: inline shell", "post-processor manifest"]
     assert len(result.builds) == 1 and result.run_uuid == result.builds[0].packer_run_uuid
     assert result.builds[0].custom_data == {"build_id": "b-42"}
-    assert result.artifacts == {}
+    assert result.builds[0].artifact_id == "Null"
     assert any(e.kind == "artifact" and e.text == "Null" for e in events)
 
 
@@ -167,10 +169,11 @@ def test_read_manifest_keeps_only_the_last_run(tmp_path: Path) -> None:
     assert [b.packer_run_uuid for b in builds] == [data["last_run_uuid"]] == [runs[1].run_uuid]
     (b,) = builds
     assert (b.name, b.builder_type, b.custom_data) == ("t", "null", {"build_id": "second"})
-    assert b.artifact_id == data["builds"][1]["artifact_id"] and b.artifacts == {}
+    assert b.artifact_id == data["builds"][1]["artifact_id"]
+    assert parse_artifact_id(b.artifact_id) == {}                 # a null build has no AMI
 
 
-def test_read_manifest_parses_ami_artifacts(tmp_path: Path) -> None:
+def test_read_manifest_and_the_amis_of_its_last_run(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"builds": [
         {"name": "image", "builder_type": "amazon-ebs", "build_time": 1, "files": None,
@@ -180,10 +183,12 @@ def test_read_manifest_parses_ami_artifacts(tmp_path: Path) -> None:
          "artifact_id": "us-east-1:ami-1aa,us-west-2:ami-1bb", "packer_run_uuid": "new",
          "custom_data": {"profile": "h100-r595"}}], "last_run_uuid": "new"}))
     (b,) = packer.read_manifest(path)
-    assert b.artifacts == {"us-east-1": "ami-1aa", "us-west-2": "ami-1bb"}
+    assert b.artifact_id == "us-east-1:ami-1aa,us-west-2:ami-1bb"
+    assert parse_artifact_id(b.artifact_id) == {"us-east-1": "ami-1aa", "us-west-2": "ami-1bb"}
+    assert amis(path) == {"us-east-1": "ami-1aa", "us-west-2": "ami-1bb"}
     assert b.custom_data == {"profile": "h100-r595"} and b.build_time == 2
-    assert packer.parse_artifact_id("Null") == {}
-    assert packer.parse_artifact_id("us-east-1:ami-1,oops") == {}
+    assert parse_artifact_id("Null") == {}
+    assert parse_artifact_id("us-east-1:ami-1,oops") == {}
     path.write_text("{not json")
     with pytest.raises(GoldenError, match="not valid JSON"):
         packer.read_manifest(path)
@@ -238,8 +243,8 @@ esac
 """
 
 
-def test_packer_with_plugins_gets_init_and_the_directory(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_packer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put FAKE_PACKER first on the PATH; return the file it records its calls in."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "packer").write_text(FAKE_PACKER)
@@ -248,7 +253,13 @@ def test_packer_with_plugins_gets_init_and_the_directory(tmp_path: Path,
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_PACKER_LOG", str(calls))
     # golden.run passes only its own list of variables; let this one through too.
-    monkeypatch.setattr(packer, "PACKER_ENV", {**packer.PACKER_ENV, "FAKE_PACKER_LOG": str(calls)})
+    monkeypatch.setattr(cli, "PACKER_ENV", {**cli.PACKER_ENV, "FAKE_PACKER_LOG": str(calls)})
+    return calls
+
+
+def test_packer_with_plugins_gets_init_and_the_directory(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_packer(tmp_path, monkeypatch)
     out = tmp_path / "out"
     render.render(make_plan(load_profile("h100-r595"), load_kb()), out)
     (out / packer.LEGACY_FILE).write_text("stale\n")       # left by a killed 1.6.6 run
@@ -265,3 +276,15 @@ def test_packer_with_plugins_gets_init_and_the_directory(tmp_path: Path,
             continue
         seen = line.split("|")[1].split()
         assert "plugins.pkr.hcl" in seen and packer.LEGACY_FILE not in seen
+
+
+def test_a_secret_variable_reaches_packer_but_not_the_log(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_packer(tmp_path, monkeypatch)
+    d = template(tmp_path, shell_local("true"))
+    log = tmp_path / "p.log"
+    packer.build(d, only="null.t", variables={"build_id": "b1", "token": Secret("hunter2")},
+                 log_path=log, on_event=lambda e: None)
+    assert "build -machine-readable -only=null.t -var build_id=b1 -var token=hunter2 .|" in calls.read_text()
+    header = log.read_text().splitlines()[0]
+    assert header.endswith("-var build_id=b1 -var '***' .") and "hunter2" not in log.read_text()

@@ -17,13 +17,14 @@ from golden.kb import load
 from golden.plan import BuildPlan, make_plan
 from golden.profile import Arch, OsName, Profile, load_profile
 from tests.conftest import require_tool
-from tests.unit.test_scripts import BUILD_ID, UBUNTU_KERNEL, Image, failed, ok
+from tests.unit.script_harness import BUILD_ID, UBUNTU_KERNEL, Image, failed, ok
 
 KB = load()
 
 
 def gb200(branch: str = "595", version: str | None = None, **top: object) -> Profile:
     p = load_profile("b200-r595")
+    assert p.driver is not None
     return replace(p, gpu="gb200", arch=Arch.ARM64, fabric_manager=None,
                    driver=replace(p.driver, branch=branch, version=version), **top)  # type: ignore[arg-type]
 
@@ -133,9 +134,9 @@ def test_script_still_fabric_manager_first_on_nvswitch_boards(tmp_path: Path) ->
                      "version": "595.58.03-1"}])
     image.file("/usr/lib/systemd/system/nvidia-fabricmanager.service",
                "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
-    env = make_plan(replace(load_profile("b200-r595"),
-                            driver=replace(load_profile("b200-r595").driver, version="595.58.03")),
-                    KB).env()
+    b200 = load_profile("b200-r595")
+    assert b200.driver is not None
+    env = make_plan(replace(b200, driver=replace(b200.driver, version="595.58.03")), KB).env()
     assert env["GOLDEN_DRIVER_EXTRA_PACKAGES"] == ""
     result = ok(image.run("80-fabric-manager.sh", env))
     assert "nvidia-fabricmanager 595.58.03-1 matches the driver 595.58.03" in result.stderr

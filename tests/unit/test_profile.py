@@ -30,6 +30,7 @@ def test_shipped_profiles_load() -> None:
     loaded = {p.name: p for p in load_all()}
     assert set(loaded) == {"h100-r595", "h100-r580-lts", "b200-r595", "l40s-r580", "local-debian12-r535"}
     h100 = loaded["h100-r595"]
+    assert h100.driver is not None
     assert (h100.driver.branch, h100.driver.flavor, h100.cuda_toolkit) == ("595", Flavor.OPEN, "13.2")
     assert h100.container.runtime is Runtime.DOCKER and h100.container.toolkit == "1.19.0"
     assert h100.target.kind is TargetKind.AMAZON_EBS and h100.os.value == "ubuntu-24.04"
@@ -46,7 +47,7 @@ def test_extends_deep_merges_and_child_wins(write_profile: WriteProfile, profile
     p = load_profile("child", root=profiles_dir)
     assert p.target.root_volume_gb == 200          # child wins
     assert p.target.region == "us-east-1"           # inherited from base/ubuntu-24.04-aws
-    assert p.driver.flavor is Flavor.OPEN           # inherited from base/common
+    assert p.driver is not None and p.driver.flavor is Flavor.OPEN  # inherited from base/common
     assert merged_data("child", profiles_dir)["target"]["kind"] == "amazon-ebs"
 
 
@@ -219,7 +220,8 @@ def test_extends_depth_is_limited(write_profile: WriteProfile, profiles_dir: Pat
     for i in range(1, 40):
         write_profile(f"c{i}", f"extends: c{i - 1}\n")
     assert "extends chain deeper than 32 files (from c39)" in error_of("c39", profiles_dir)
-    assert load_profile("c25", root=profiles_dir).driver.branch == "595"
+    driver = load_profile("c25", root=profiles_dir).driver
+    assert driver is not None and driver.branch == "595"
 
 
 def test_a_link_out_of_profiles_is_refused(profiles_dir: Path, tmp_path: Path) -> None:

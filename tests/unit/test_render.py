@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hcl2.api import loads as _hcl2_loads
 
-from golden import ROOT, packer, render
+from golden import ROOT, packer, render, targets
 from golden.errors import GoldenError, ProfileError
 from golden.kb import load as load_kb
 from golden.plan import BuildPlan, make_plan
@@ -156,19 +156,17 @@ def test_provisioners_follow_the_scripts_in_numeric_order(tmp_path: Path, script
     assert steps[i + 4][1]["script"].endswith("50-cuda.sh")
     assert sum(1 for _, b in steps if "pause_before" in b) == 1
 
-    # After the scripts: verification per source, the release download, the manifest.
-    local_steps = [b for k, b in steps if k == "shell-local"]
-    assert [b["only"] for b in local_steps] == [["amazon-ebs.image"], ["null.local"]]
-    for body in local_steps:
-        command = body["inline"][0]
-        assert "-m golden.verify" in command and "--phase bake" in command
-        assert '"$GOLDEN_BUILD_DIR/expectations.json"' in command
-        assert '"$GOLDEN_BUILD_DIR/verify-report.json"' in command
-        host = "GOLDEN_VERIFY_HOST=ssh://${build.User}@${build.Host}:${build.Port}"
-        assert host in body["environment_vars"]
-    assert "GOLDEN_SSH_PRIVATE_KEY=${build.SSHPrivateKey}" in local_steps[0]["environment_vars"]
-    assert "--ssh-key" in local_steps[1]["inline"][0]
-    assert "GOLDEN_SSH_KEY_FILE=${var.ssh_private_key_file}" in local_steps[1]["environment_vars"]
+    # After the scripts: verification (one step, for the one source), the release download, the manifest.
+    (verify_step,) = [b for k, b in steps if k == "shell-local"]
+    assert "only" not in verify_step
+    command = verify_step["inline"][0]
+    assert "-m golden.verify" in command and "--phase bake" in command
+    assert '"$GOLDEN_BUILD_DIR/expectations.json"' in command
+    assert '"$GOLDEN_BUILD_DIR/verify-report.json"' in command
+    host = "GOLDEN_VERIFY_HOST=ssh://${build.User}@${build.Host}:${build.Port}"
+    assert host in verify_step["environment_vars"]
+    assert "GOLDEN_SSH_PRIVATE_KEY=${build.SSHPrivateKey}" in verify_step["environment_vars"]
+    assert "--ssh-key" not in command
     download = ("file", {"direction": "download", "source": "/etc/golden/release.json",
                          "destination": "${path.root}/release.json"})
     # Cleanup runs last, after verification and the download: the checks need
@@ -180,7 +178,7 @@ def test_provisioners_follow_the_scripts_in_numeric_order(tmp_path: Path, script
     else:
         assert steps[-1] == download
     build = load_hcl((out / "build.pkr.hcl").read_text())["build"][0]
-    assert build["sources"] == ["source.amazon-ebs.image", "source.null.local"]
+    assert build["sources"] == ["source.amazon-ebs.image"]
     manifest = build["post-processor"][0]["manifest"]
     assert manifest["output"] == "${path.root}/manifest.json"
     assert manifest["custom_data"] == {"build_id": "${var.build_id}",
@@ -193,7 +191,7 @@ def test_no_scripts_means_no_steps(tmp_path: Path) -> None:
     out = tmp_path / "out"
     render.render(plan_of("h100-r595"), out, scripts_dir=empty)
     kinds = [k for k, _ in provisioners(out)]
-    assert kinds == ["shell", "file", "shell-local", "shell-local", "file"]   # cloud-init/ staged
+    assert kinds == ["shell", "file", "shell-local", "file"]   # cloud-init/ staged
     assert (out / "scripts").is_dir() and not any((out / "scripts").iterdir())
 
 
@@ -245,10 +243,30 @@ def test_amazon_source(tmp_path: Path, scripts: Path) -> None:
     assert tags["golden:build-id"] == "${var.build_id}"
     assert tags["golden:git-commit"] == "${var.git_commit}"
     assert ebs["run_tags"]["golden:build-id"] == "${var.build_id}"
-    local = next(s["null"]["local"] for s in src if "null" in s)
+    assert [list(s) for s in src] == [["amazon-ebs"]]          # only the chosen target's source
+
+
+def test_local_source_alone_and_its_key_file(tmp_path: Path, scripts: Path) -> None:
+    out = tmp_path / "out"
+    render.render(plan_of("local-debian12-r535"), out, scripts_dir=scripts)
+    src = load_hcl((out / "sources.pkr.hcl").read_text())["source"]
+    assert [list(s) for s in src] == [["null"]]
+    local = src[0]["null"]["local"]
     assert local["communicator"] == "ssh"
     assert local["ssh_private_key_file"] == "${var.ssh_private_key_file}"
     assert local["ssh_host"] == "${var.ssh_host}" and local["ssh_port"] == "${var.ssh_port}"
+    assert load_hcl((out / "build.pkr.hcl").read_text())["build"][0]["sources"] == ["source.null.local"]
+    (verify_step,) = [b for k, b in provisioners(out) if k == "shell-local"]
+    assert verify_step["inline"][0].endswith('--ssh-key "$GOLDEN_SSH_KEY_FILE"')
+    assert "GOLDEN_SSH_KEY_FILE=${var.ssh_private_key_file}" in verify_step["environment_vars"]
+    assert not any("SSHPrivateKey" in e for e in verify_step["environment_vars"])
+
+
+def test_target_given_overrides_the_profiles(tmp_path: Path, scripts: Path) -> None:
+    """`invoke build --target local` on an EC2 profile renders the null source, not the EC2 one."""
+    out = tmp_path / "out"
+    render.render(plan_of("h100-r595"), out, scripts_dir=scripts, target=targets.get("local"))
+    assert [list(s) for s in load_hcl((out / "sources.pkr.hcl").read_text())["source"]] == [["null"]]
 
 
 def test_debian_and_explicit_name_filter(write_profile: WriteProfile, profiles_dir: Path,
@@ -458,10 +476,21 @@ def test_render_is_inert_whatever_the_profile_holds(tmp_path: Path, scripts: Pat
     nasty = 'x\n"${env("HOME")}" %{ if } $(id); `id` \\ ünï'
     target = dataclasses.replace(p.target, region="us-west-2\n" + nasty,
                                  ami_regions=("eu-west-1\n" + nasty,))
+    assert p.driver is not None
     profile = dataclasses.replace(p, name="h100\n" + nasty, description=nasty, target=target,
                                   driver=dataclasses.replace(p.driver, branch="595\n" + nasty))
     out = tmp_path / "out"
-    render.render(dataclasses.replace(plan, profile=profile), out, scripts_dir=scripts)
+    # The driver layer carries its own GOLDEN_DRIVER_* (made from the profile by make_plan).
+    layers = tuple(dataclasses.replace(x, env={**x.env, "GOLDEN_DRIVER_BRANCH": "595\n" + nasty})
+                   if x.name == "driver" else x for x in plan.layers)
+    hostile = dataclasses.replace(plan, profile=profile, layers=layers)
+    # The scripts' contract (golden/contract.py) refuses such a plan before anything is rendered...
+    with pytest.raises(GoldenError, match="GOLDEN_PROFILE has an invalid value"):
+        render.render(hostile, out, scripts_dir=scripts)
+    # ...and were that check bypassed, the templates would still keep every value inert.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("golden.contract.check", lambda env: env)
+        render.render(hostile, out, scripts_dir=scripts)
     for f in out.glob("*.pkr.hcl"):
         for expr in interpolations(f.read_text(encoding="utf-8")):
             assert re.match(r"(var|path|build|local)\.|var\.source_ami ==", expr), (f.name, expr)

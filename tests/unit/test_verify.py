@@ -267,6 +267,7 @@ def test_chroot_run_reads_the_chroot_not_the_host(tmp_path: Path) -> None:
         require_tool(tool)
     plan = make_plan(load_profile("local-debian12-r535"), load())
     expectations = plan.expectations()
+    assert plan.profile.driver is not None
     version = f"{plan.profile.driver.version}-1~deb12u1"
     root = tmp_path / "root"
     for program in ("/bin/sh", "/usr/bin/dpkg-query", "/bin/cat"):

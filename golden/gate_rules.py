@@ -1,0 +1,104 @@
+"""The gate's rules as a table: id -> severity, the layer it checks, and what it checks.
+
+golden/gate.py runs them; this table drives ``--help``, the docs and the skip
+report (a rule of a layer the profile does not have is skipped, never failed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from golden.plan import BASE
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+
+
+class RuleInfo(NamedTuple):
+    severity: Severity
+    #: The layer the rule checks (golden/plan.py LAYERS, or "base": always); a rule of a layer
+    #: the profile does not have is skipped, never failed.
+    layer: str
+    what: str
+
+
+E, W = Severity.ERROR, Severity.WARNING
+DRIVER, CTK = "driver", "container-toolkit"
+
+
+def _layer(layer: str, rules: dict[str, tuple[Severity, str]]) -> dict[str, RuleInfo]:
+    return {rule: RuleInfo(severity, layer, what) for rule, (severity, what) in rules.items()}
+
+
+#: Every rule the gate knows: id -> (severity, layer, what it checks). Drives --help and docs.
+RULES: dict[str, RuleInfo] = {
+    **_layer(BASE, {
+        "cuda-without-driver": (E, "a CUDA toolkit on an image without a driver (nothing could run it)"),
+        "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
+                             "(Grace superchips are arm64)"),
+    }),
+    **_layer(DRIVER, {
+        "cuda-unknown-release": (E, "the CUDA toolkit X.Y is not a known release (12.7 never existed)"),
+        "cuda-release-unconfirmed": (W, "the toolkit's minimum driver is UNCONFIRMED in the data"),
+        "cuda-major-above-driver": (E, "the toolkit's CUDA major is above the branch's CUDA ceiling"),
+        "driver-below-mvc-floor": (E, "the driver is below the minor-version-compatibility floor "
+                                      "of the toolkit's major"),
+        "cuda-minor-above-driver": (W, "same major, but the toolkit's minor is above the branch's "
+                                       "ceiling: it runs under minor-version compatibility only"),
+        "driver-below-toolkit-driver": (W, "the pinned driver is older than the driver a release of "
+                                           "the toolkit ships with (Table 3)"),
+        "driver-version-outside-branch": (E, "driver.version does not belong to driver.branch"),
+        "gpu-needs-newer-driver": (E, "the GPU needs a newer driver than the branch or pin gives"),
+        "gpu-needs-newer-cuda": (E, "the toolkit predates the GPU: it cannot build code for it"),
+        "gpu-branch-excluded": (E, "the GPU's vendor says the branch must not be used on it (AWS: R595 on "
+                                   "P3/P3dn and G6f)"),
+        "arch-branch-dropped": (E, "the branch is past the last branch of the GPU's architecture"),
+        "arch-cuda-dropped": (E, "the toolkit's major dropped the GPU's architecture"),
+        "open-module-required": (E, "proprietary kernel module on a GPU that requires the open one"),
+        "open-module-recommended": (W, "proprietary kernel module where the open one is recommended"),
+        "open-module-unsupported": (E, "open kernel module on a GPU only the proprietary one drives"),
+        "proprietary-removed": (E, "proprietary kernel module on a branch that no longer ships it"),
+        "fabric-manager-disabled": (E, "fabric_manager is false on an NVSwitch GPU"),
+        "fabric-manager-without-nvswitch": (W, "fabric_manager is true on a GPU without NVSwitch"),
+        "branch-eol": (W, "the driver branch is past its end of life"),
+        "branch-eol-soon": (W, "the driver branch reaches its end of life within 90 days"),
+        "branch-eol-unknown": (W, "the driver branch's end of life is not known"),
+        "branch-superseded": (W, "a new feature branch (no end-of-life date) whose next branch has shipped"),
+        "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
+        "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
+        "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
+                                    "must be enrolled (MOK) before the module loads (seed failure mode 5)"),
+        "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
+                             "(<= R580 suffixed, >= R590 pinning)"),
+    }),
+    **_layer(CTK, {
+        "ctk-unknown": (E, "the NVIDIA Container Toolkit version is not a known release"),
+        "ctk-unconfirmed": (W, "the NVIDIA Container Toolkit version is UNCONFIRMED"),
+        "ctk-without-runtime": (W, "a container toolkit without a container runtime to configure"),
+        # Warnings: the specs are still written and the nvidia runtime still injects GPUs (and reads
+        # CDI specs itself in its cdi mode); only the runtime's own CDI device requests fail.
+        "cdi-runtime-too-old": (W, "container.cdi with a runtime the OS ships too old for native CDI "
+                                   "(Docker < 25)"),
+        "cdi-spec-runtime-too-old": (W, "the toolkit writes CDI specs (0.7.0 from 1.19) the OS's runtime "
+                                        "cannot read (Docker < 26.1.0, containerd < 1.7.16)"),
+        "containerd-config-v3": (E, "containerd 2.x (config version 3) with a toolkit older than 1.17.4, "
+                                    "which cannot configure it"),
+        "runtime-version-unknown": (W, "a runtime rule needs the OS's runtime version, which the data "
+                                       "does not have"),
+    }),
+}
+
+
+def finding(rule: str, message: str) -> Finding:
+    return Finding(rule, RULES[rule][0], message)

@@ -1,0 +1,100 @@
+"""The ``amazon-ebs`` target: bake on an EC2 build instance; the artifacts are AMIs per region.
+
+Packer's amazon-ebs source launches the instance from the profile's base image
+(the exact AMI in images.lock with ``--locked``, else the newest matching the
+vendor's name filter), admits SSH from ``GOLDEN_BUILDER_CIDR`` only, and copies
+the encrypted AMI to ``ami_regions``. Packer's manifest names the AMIs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from golden import lockfile, packer
+from golden.aws import manifest
+from golden.aws.clients import builder_cidr
+from golden.errors import GoldenError
+from golden.plan import BuildPlan
+from golden.targets import Bake
+from golden.targets.entry import build_entry, git_commit, progress
+from golden.ui import step
+
+
+def source_ami_from_lock(name: str, lock_path: Path) -> str:
+    """The exact base AMI that `invoke lock.resolve` recorded (``resolved.source_image.ami_id``)."""
+    resolved = (lockfile.load(lock_path)["profiles"].get(name) or {}).get("resolved") or {}
+    image = resolved.get("source_image") if isinstance(resolved, dict) else None
+    ami = image.get("ami_id") if isinstance(image, dict) else None
+    if not isinstance(ami, str) or not ami.startswith("ami-"):
+        raise GoldenError(f"no resolved base AMI for {name}; run `invoke lock.resolve --profile {name}` "
+                          "or build without --locked", where="images.lock",
+                          key=f"profiles.{name}.resolved.source_image.ami_id")
+    return ami
+
+
+class AmazonEbs:
+    """Bake on EC2 with Packer's amazon-ebs source."""
+
+    kind = "amazon-ebs"
+    packer_source = "amazon-ebs.image"
+    publishable = True
+
+    def check(self) -> None:
+        builder_cidr()  # refuse a bad GOLDEN_BUILDER_CIDR before anything is written
+
+    def template_context(self, plan: BuildPlan) -> dict[str, Any]:
+        """The build instance, its base image's filter and the AMI's regions (golden/data/packer.yaml)."""
+        p = plan.profile
+        settings = packer.settings()
+        image = settings["images"][p.os.value]
+        t = p.target
+        name_filter, owner = image["name_filter"].format(arch=p.arch.value), image["owner"]
+        if t.source_image is not None and t.source_image.name_filter is not None:
+            name_filter, owner = t.source_image.name_filter, str(t.source_image.owner)
+        return {
+            "region": t.region,
+            "instance_type": t.build_instance_type,
+            "ssh_username": image["ssh_username"],
+            "root_device": image["root_device"],
+            "root_volume_gb": int(t.root_volume_gb),
+            "ami_regions": list(t.ami_regions),
+            "ec2_arch": settings["ec2_arch"][p.arch.value],
+            "name_filter": name_filter,
+            "owner": owner,
+        }
+
+    def source_image(self, plan: BuildPlan) -> dict[str, Any]:
+        """The profile's selector: the exact AMI id belongs to the AWS code, not to resolve."""
+        t = plan.profile.target
+        src = t.source_image
+        selector = {k: v for k, v in dataclasses.asdict(src).items() if v is not None} if src else {}
+        return {"kind": self.kind, "region": t.region, **selector}
+
+    def describe(self, plan: BuildPlan) -> str:
+        t = plan.profile.target
+        return (f"EC2 {t.region} on a {t.build_instance_type} build instance, "
+                f"AMI copied to {', '.join(t.ami_regions) or t.region}")
+
+    def artifacts(self, entry: dict[str, Any], out_dir: Path) -> list[str]:
+        return [f"  {region}  {ami}" for region, ami in entry["artifacts"].items()]
+
+    def bake(self, plan: BuildPlan, out_dir: Path, build_id: str, how: Bake) -> dict[str, Any]:
+        """The build entry's artifacts are region -> AMI id.
+
+        Packer's manifest is read after the build: only the last run's entries count.
+        """
+        source_ami = source_ami_from_lock(plan.profile.name, how.lock_path) if how.locked else ""
+        variables = {"build_id": build_id, "git_commit": git_commit(), "source_ami": source_ami,
+                     "builder_cidr": builder_cidr()}
+        with step("Baking with packer (amazon-ebs)"):
+            result = packer.build(out_dir, only=self.packer_source, variables=variables,
+                                  log_path=out_dir / "packer.log", on_event=progress)
+        amis = manifest.amis(result.manifest_path)
+        report_path, release_path = out_dir / "verify-report.json", out_dir / "release.json"
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        release = json.loads(release_path.read_text()) if release_path.is_file() else {}
+        return build_entry(build_id, self.kind, report, release, artifacts=amis,
+                           packer_run_uuid=result.run_uuid or "")

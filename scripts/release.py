@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""release.py: the release manifest /etc/golden/release.json, from its inputs.
+
+Run by 90-release.sh on the image being baked (python3 is on every image golden
+bakes: cloud-init needs it), with the standard library only::
+
+    release.py render FACT=VALUE... < PACKAGES
+
+prints the manifest on stdout; 90-release writes it atomically. Its inputs:
+
+- what was asked: the GOLDEN_* environment (already checked by the step);
+- what is there, as 90-release read it off the image (dpkg-query, modinfo),
+  as ``FACT=VALUE`` arguments (lists are space-separated words);
+- PACKAGES on stdin: ``name<TAB>version`` lines, the recorded packages.
+
+The image has a driver when GOLDEN_DRIVER_BRANCH is set; without one
+``driver`` is ``null``. A new layer adds its fields here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+SCHEMA = 1
+
+FACTS = (
+    "kernels", "driver_version", "module_kernels",
+    "cuda_toolkit", "cuda_package", "cuda_version",
+    "ctk_version", "ctk_package_version", "cdi", "cdi_refresh",
+    "runtime_package", "runtime_version", "fm_package", "fm_version",
+)
+
+
+def _opt(value: str) -> str | None:
+    return value or None
+
+
+def _facts(args: list[str]) -> dict[str, str]:
+    facts = dict.fromkeys(FACTS, "")
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in facts:
+            raise SystemExit(f"release.py: unknown fact {arg!r} (known: {', '.join(FACTS)})")
+        facts[key] = value
+    return facts
+
+
+def _packages(lines: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        name, sep, version = line.rstrip("\n").partition("\t")
+        if not sep or not name or not version:
+            raise SystemExit(f"release.py: a package line is not NAME<TAB>VERSION: {line!r}")
+        out[name] = version
+    return dict(sorted(out.items()))
+
+
+def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str]) -> dict[str, object]:
+    """The manifest's content: the keys and their order are the schema."""
+    driver: dict[str, object] | None = None
+    if env.get("GOLDEN_DRIVER_BRANCH"):
+        driver = {
+            "branch": env["GOLDEN_DRIVER_BRANCH"],
+            "version": facts["driver_version"],
+            "flavor": env.get("GOLDEN_DRIVER_FLAVOR", ""),
+            "source": _opt(env.get("GOLDEN_DRIVER_SOURCE", "")),
+            "module": env.get("GOLDEN_MODULE_NAME", ""),
+            "kernels": facts["module_kernels"].split(),
+        }
+    return {
+        "schema": SCHEMA,
+        "profile": env["GOLDEN_PROFILE"],
+        "build_id": env["GOLDEN_BUILD_ID"],
+        "os": {"id": env["GOLDEN_OS"], "family": env["GOLDEN_OS_FAMILY"],
+               "codename": env["GOLDEN_OS_CODENAME"], "arch": env["GOLDEN_ARCH"]},
+        "kernel": {"pinned": _opt(env.get("GOLDEN_KERNEL", "")), "installed": facts["kernels"].split()},
+        "driver": driver,
+        "cuda": {"toolkit": _opt(facts["cuda_toolkit"]), "package": _opt(facts["cuda_package"]),
+                 "version": _opt(facts["cuda_version"])},
+        "container_toolkit": {"version": _opt(facts["ctk_version"]),
+                              "package_version": _opt(facts["ctk_package_version"]),
+                              "cdi": facts["cdi"] == "true", "cdi_refresh": facts["cdi_refresh"] == "true"},
+        "runtime": {"name": env.get("GOLDEN_RUNTIME") or "none",
+                    "service": _opt(env.get("GOLDEN_RUNTIME_SERVICE", "")),
+                    "package": _opt(facts["runtime_package"]), "version": _opt(facts["runtime_version"])},
+        "fabric_manager": {"enabled": bool(facts["fm_package"]), "package": _opt(facts["fm_package"]),
+                           "version": _opt(facts["fm_version"])},
+        "persistence": env.get("GOLDEN_PERSISTENCE") == "true",
+        "packages": packages,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "render":
+        print("usage: release.py render FACT=VALUE... < PACKAGES", file=sys.stderr)
+        return 2
+    data = manifest(dict(os.environ), _facts(argv[1:]), _packages(sys.stdin.readlines()))
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
