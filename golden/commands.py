@@ -60,6 +60,7 @@ def check(profile: str | None, all_: bool, strict: bool, today: dt.date | None =
             continue
         findings = gate.check(p, kb, today=today)
         lines.extend(gate.format_finding(name, f) for f in findings)
+        lines.extend(gate.format_skip(name, s) for s in gate.skipped(p, kb))  # what was not checked
         if gate.has_errors(findings, strict=strict):
             failed.append(name)
         else:

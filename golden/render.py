@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from golden import ROOT, packer, targets
+from golden import ROOT, contract, packer, targets
 from golden.errors import GoldenError
 from golden.plan import BASE, LAYERS, BuildPlan
 from golden.targets import Target
@@ -259,7 +259,6 @@ def context(plan: BuildPlan, scripts: Path, target: Target | None = None) -> dic
     target = target or targets.get(plan.profile.target.kind)
     p = plan.profile
     settings = packer.settings()
-    from golden import contract  # lead: hoist into the imports above (kept here for a one-spot edit)
     env = dict(sorted(contract.check(plan.env()).items()))
     return {
         "profile": p.name,

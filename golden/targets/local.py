@@ -30,6 +30,7 @@ from golden.plan import BuildPlan
 from golden.run import run, spawn, stop
 from golden.sbom import write_sbom
 from golden.targets import Bake, rootfs
+from golden.targets.disk import ROOTFS_TAR_FLAGS
 from golden.targets.entry import build_entry, git_commit, progress
 from golden.ui import say, step
 
@@ -90,7 +91,7 @@ def session(base: Path, work: Path, log_dir: Path) -> Iterator[Session]:
     try:
         with step("Preparing the working copy"):
             rootfs.mkdir()
-            run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(base), "-C", str(rootfs)])
+            run(["tar", *ROOTFS_TAR_FLAGS, "-xpf", str(base), "-C", str(rootfs)])
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "golden-build", "-f", str(keys / "id")])
             # Throwaway host keys for this build (cleanup removes them from the image).
             for old in (rootfs / "etc/ssh").glob("ssh_host_*"):
@@ -148,7 +149,7 @@ def artifact_path(out_dir: Path, output: Output = Output.ROOTFS) -> Path:
 
 def export(rootfs: Path, dest: Path) -> None:
     """The root filesystem as a reproducible-ordered .tar.zst."""
-    run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name", "--zstd",
+    run(["tar", *ROOTFS_TAR_FLAGS, "--sort=name", "--zstd",
          "-cf", str(dest), "-C", str(rootfs), "."], timeout=3600)
 
 

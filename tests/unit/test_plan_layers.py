@@ -170,3 +170,12 @@ def test_profiles_and_describe_show_an_image_without_a_driver(
     monkeypatch.setattr(packer, "choice", _Packer)
     text = commands.describe(plan, targets.get("local"), out)
     assert "  driver    none (an image without the NVIDIA driver)" in text.splitlines()
+
+
+def test_check_says_which_rules_an_image_without_a_driver_skips(
+        driverless: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "load_profile",
+                        lambda name, kb=None: load_profile(name, root=driverless, kb=kb))
+    lines = commands.check("local-nodriver", all_=False, strict=False).splitlines()
+    assert "local-nodriver: skipped[branch-eol]: no driver layer" in lines
+    assert lines[-1].startswith("local-nodriver: ok")
