@@ -34,7 +34,7 @@ def _group(packages: Mapping[str, str], prefixes: tuple[str, ...]) -> str:
 
 def _artifact(value: Any) -> str:
     """An artifact as a reviewer reads it: an AMI id whole (``us-east-1: ami-…``, what
-    bake_ebs writes), a local image by the first 12 digits of its sha256."""
+    the EBS target (golden/targets/ebs.py) writes), a local image by the first 12 digits of its sha256."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict):

@@ -106,7 +106,7 @@ def write_lock(project: Path, profiles: dict[str, Any], *, version: Any = 1) -> 
 
 
 def ec2_entry(**channels: str) -> dict[str, Any]:
-    """A lock entry with one passed EC2 build: artifacts in the shape bake_ebs writes."""
+    """A lock entry with one passed EC2 build: artifacts in the shape the EBS target writes."""
     return {"inputs_sha256": "", "resolved": {"packages": {}}, "channels": dict(channels),
             "builds": [{"id": BUILD_ID, "status": "passed", "target": "amazon-ebs",
                         "artifacts": {"us-east-1": AMI}}]}
