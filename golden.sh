@@ -7,9 +7,10 @@ cd "$(dirname "$0")"
 # Debian packages the real parts need: Packer (validate, build), shellcheck,
 # cloud-init (its schema check), mmdebstrap (local bakes), QEMU, e2fsprogs, dosfstools
 # and mtools (boot tests: the disk and the cloud-init seed),
-# openssh-server (sshd inside a local bake), zstd (artifacts).
+# openssh-server (sshd inside a local bake), zstd (artifacts), skopeo (workload images;
+# docker-registry is the tests' registry on 127.0.0.1).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
-              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools)
+              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools skopeo docker-registry)
 
 missing=()
 for p in "${apt_packages[@]}"; do

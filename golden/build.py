@@ -22,6 +22,7 @@ from golden.profile import PROFILES, load_profile
 from golden.resolve import cached, fetch_index, resolve_profile
 from golden.targets import Bake
 from golden.ui import say, step
+from golden.workloads import WorkloadFacts
 
 
 def resolved_from_lock(name: str, lock_path: Path) -> dict[str, Any]:
@@ -50,7 +51,9 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     kb = load_kb()
     resolved = resolved_from_lock(name, lock_path) if locked else resolve_now(name, profiles_dir)
     packages = {str(k): str(v) for k, v in (resolved.get("packages") or {}).items()}
-    plan = gated_plan(name, kb, resolved=packages, profiles_dir=profiles_dir)
+    # The workloads resolve read (now, or into the lock for --locked): gated with the rest.
+    workloads = [WorkloadFacts.from_json(w) for w in resolved["workloads"]] if "workloads" in resolved else None
+    plan = gated_plan(name, kb, resolved=packages, profiles_dir=profiles_dir, resolved_workloads=workloads)
     chosen = target_of(plan.profile, target)
     chosen.check()
     out_dir = build_root / name

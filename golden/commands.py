@@ -11,18 +11,19 @@ import json
 import shlex
 from pathlib import Path
 
-from golden import boottest, gate, lockfile, matrix, packer, render
+from golden import boottest, gate, gate_workloads, lockfile, matrix, packer, render
 from golden.build import build as run_build
 from golden.errors import GoldenError, Several
 from golden.files import sha256_file, shown
 from golden.kb import load as load_kb
 from golden.pipeline import BUILD, gated_plan, target_of
 from golden.plan import BuildPlan
-from golden.profile import PROFILES, load_all, load_profile, profile_names
+from golden.profile import PROFILES, Profile, load_all, load_profile, profile_names
 from golden.targets import Target
 from golden.targets.local import artifact_path
 from golden.ui import say, step, table
 from golden.verify import host_args, run_verify
+from golden.workloads import WorkloadFacts
 
 
 def profiles() -> str:
@@ -58,9 +59,11 @@ def check(profile: str | None, all_: bool, strict: bool, today: dt.date | None =
             lines.append(f"error: {exc.line()}")
             failed.append(name)
             continue
-        findings = gate.check(p, kb, today=today)
+        resolved = locked_workloads(p)
+        findings = gate.check(p, kb, today=today, resolved_workloads=resolved)
         lines.extend(gate.format_finding(name, f) for f in findings)
         lines.extend(gate.format_skip(name, s) for s in gate.skipped(p, kb))  # what was not checked
+        lines.extend(v.line(name) for v in gate_workloads.verdicts(p, kb, resolved))
         if gate.has_errors(findings, strict=strict):
             failed.append(name)
         else:
@@ -71,6 +74,22 @@ def check(profile: str | None, all_: bool, strict: bool, today: dt.date | None =
         raise GoldenError(f"refused: {', '.join(failed)}" + (" (--strict: warnings count)" if strict else ""),
                           where="check")
     return "\n".join(lines)
+
+
+def locked_workloads(p: Profile, lock_path: Path | None = None) -> list[WorkloadFacts] | None:
+    """What the last resolve recorded of the profile's workloads (images.lock
+    ``profiles.NAME.resolved.workloads``), or None when it recorded nothing."""
+    if not p.workloads:
+        return None
+    path = lock_path or lockfile.LOCK_PATH
+    entry = lockfile.load(path)["profiles"].get(p.name) or {}
+    raw = (entry.get("resolved") or {}).get("workloads")
+    if raw is None:
+        return None
+    try:
+        return gate_workloads.facts_from_json(raw)
+    except ValueError as exc:
+        raise GoldenError(str(exc), where=shown(path), key=f"profiles.{p.name}.resolved.workloads") from None
 
 
 def matrix_(cuda: str | None, gpu: str | None) -> str:

@@ -17,14 +17,16 @@ sections 1-3 and 5, and failure mode 4 of the host-baseline seed.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from golden.gate_rules import CTK, DRIVER, RULES, Finding, Severity, finding
+from golden import gate_workloads
+from golden.gate_rules import CTK, DRIVER, LAYER_NEEDS, RULES, WORKLOADS, Finding, Severity, finding
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
 from golden.plan import BASE, make_plan
 from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
 from golden.versions import DriverVersion, cuda_tuple, release_tuple
+from golden.workloads import WorkloadFacts
 
 __all__ = ["EOL_WARNING_DAYS", "PINNING_FROM", "RULES", "Finding", "Severity", "Skip", "branch_status", "check",
            "expected_naming", "format_finding", "format_skip", "has_errors", "layers_of", "skipped",
@@ -56,6 +58,8 @@ class _Ctx:
     driver_branch: Branch | None
     gpu: Gpu
     arch: Architecture
+    #: What resolve read of the workloads' images; None: not resolved (image workloads wait).
+    resolved: tuple[WorkloadFacts, ...] | None = None
 
     @property
     def driver(self) -> Driver:
@@ -392,11 +396,16 @@ def _driverless(c: _Ctx) -> Iterator[Finding]:
                        f"driver's libcuda to run; add a driver section or set cuda.toolkit: null")
 
 
+def _workloads(c: _Ctx) -> Iterator[Finding]:
+    for verdict in gate_workloads.verdicts(c.profile, c.kb, c.resolved):
+        yield from verdict.findings
+
+
 #: The rule functions with the layer each checks (every id it yields has that layer in RULES).
 _RULES: tuple[tuple[str, Rule], ...] = (
     (BASE, _driverless), (DRIVER, _naming), (DRIVER, _pinned_version), (DRIVER, _cuda), (DRIVER, _gpu),
     (BASE, _host_arch), (DRIVER, _module), (DRIVER, _fabric_manager), (CTK, _container), (CTK, _runtime),
-    (DRIVER, _lifecycle), (DRIVER, _source), (DRIVER, _secure_boot),
+    (DRIVER, _lifecycle), (DRIVER, _source), (DRIVER, _secure_boot), (WORKLOADS, _workloads),
 )
 
 
@@ -413,30 +422,47 @@ class Skip:
 
 
 def layers_of(profile: Profile, kb: KnowledgeBase) -> frozenset[str]:
-    """The layers the profile's plan has, and "base"."""
-    return frozenset({BASE, *make_plan(profile, kb).layer_names})
+    """The layers the profile's plan has, "base", and "workloads" when it lists any."""
+    return frozenset({BASE, *make_plan(profile, kb).layer_names, *([WORKLOADS] if profile.workloads else [])})
 
 
-def _context(profile: Profile, kb: KnowledgeBase, today: datetime.date | None) -> _Ctx:
+def _missing(layer: str, layers: frozenset[str]) -> str | None:
+    """The layer a rule of ``layer`` lacks to run (itself, or one it needs), or None."""
+    return next((need for need in (layer, *LAYER_NEEDS.get(layer, ())) if need not in layers), None)
+
+
+def _context(profile: Profile, kb: KnowledgeBase, today: datetime.date | None,
+             resolved: Sequence[WorkloadFacts] | None = None) -> _Ctx:
     gpu = kb.gpus[profile.gpu]
     branch = kb.branches[profile.driver.branch] if profile.driver else None
     return _Ctx(profile=profile, kb=kb, today=today or datetime.date.today(), driver_branch=branch,
-                gpu=gpu, arch=kb.architectures[gpu.arch])
+                gpu=gpu, arch=kb.architectures[gpu.arch],
+                resolved=None if resolved is None else tuple(resolved))
 
 
-def check(profile: Profile, kb: KnowledgeBase, *,
-          today: datetime.date | None = None) -> list[Finding]:
+def check(profile: Profile, kb: KnowledgeBase, *, today: datetime.date | None = None,
+          resolved_workloads: Sequence[WorkloadFacts] | None = None) -> list[Finding]:
     """Every finding for one profile, errors first, in a stable order; rules of a layer the
-    profile does not have are not run (:func:`skipped` names them)."""
-    ctx, layers = _context(profile, kb, today), layers_of(profile, kb)
-    found = [f for layer, rule in _RULES if layer in layers for f in rule(ctx)]
+    profile does not have are not run (:func:`skipped` names them).
+
+    ``resolved_workloads``: what resolve read of the workloads' images. Without it, a workload
+    with a declared ``cuda`` is checked from the profile alone and an image workload is left
+    to resolve; with it, a workload it has no facts for is a warning."""
+    ctx, layers = _context(profile, kb, today, resolved_workloads), layers_of(profile, kb)
+    found = [f for layer, rule in _RULES if _missing(layer, layers) is None for f in rule(ctx)]
     return sorted(found, key=lambda f: f.severity is not Severity.ERROR)
 
 
 def skipped(profile: Profile, kb: KnowledgeBase) -> list[Skip]:
-    """The rules :func:`check` does not run for this profile, each with its layer."""
+    """The rules :func:`check` does not run for this profile, each with the layer it lacks. A
+    profile without workloads has nothing of theirs to check: their rules are not listed."""
     layers = layers_of(profile, kb)
-    return [Skip(rule, info.layer) for rule, info in RULES.items() if info.layer not in layers]
+    out = []
+    for rule, info in RULES.items():
+        missing = _missing(info.layer, layers)
+        if missing is not None and missing != WORKLOADS:
+            out.append(Skip(rule, missing))
+    return out
 
 
 def has_errors(findings: Iterable[Finding], *, strict: bool = False) -> bool:

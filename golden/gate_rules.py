@@ -35,6 +35,12 @@ class RuleInfo(NamedTuple):
 
 E, W = Severity.ERROR, Severity.WARNING
 DRIVER, CTK = "driver", "container-toolkit"
+#: The profile's workloads (golden/workloads.py). Not an install layer: a profile without
+#: workloads has nothing of theirs to check, so their rules are neither run nor listed as
+#: skipped; a profile with workloads but no driver has them skipped for the driver (LAYER_NEEDS).
+WORKLOADS = "workloads"
+#: Layers whose rules also need another layer: each is skipped, with that layer named, without it.
+LAYER_NEEDS: dict[str, tuple[str, ...]] = {WORKLOADS: (DRIVER,)}
 
 
 def _layer(layer: str, rules: dict[str, tuple[Severity, str]]) -> dict[str, RuleInfo]:
@@ -96,6 +102,19 @@ RULES: dict[str, RuleInfo] = {
                                     "which cannot configure it"),
         "runtime-version-unknown": (W, "a runtime rule needs the OS's runtime version, which the data "
                                        "does not have"),
+    }),
+    **_layer(WORKLOADS, {
+        "workload-cuda-unknown": (W, "a workload whose CUDA version cannot be told (not resolved, or an "
+                                     "image without CUDA_VERSION or NVIDIA_REQUIRE_CUDA)"),
+        "workload-cuda-major-above-driver": (E, "a workload's CUDA major is above the branch's CUDA ceiling "
+                                                "and forward compatibility cannot bridge it (seed failure "
+                                                "mode 3)"),
+        "workload-cuda-forward-compat": (W, "a workload's CUDA major is above the branch's ceiling, bridged "
+                                            "by the image's cuda-compat (forward compatibility)"),
+        "workload-cuda-minor-above-driver": (W, "same major, but the workload's minor is above the branch's "
+                                                "ceiling: minor-version compatibility only"),
+        "workload-require-cuda-unmet": (E, "the image's NVIDIA_REQUIRE_CUDA cannot be met by the driver or GPU: "
+                                           "the container toolkit refuses to start it"),
     }),
 }
 

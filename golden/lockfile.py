@@ -10,6 +10,7 @@ land and a crash mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -25,6 +26,7 @@ from golden import ROOT, yamlfile
 from golden.errors import GoldenError, shown
 from golden.files import shown as _shown
 from golden.profile import PROFILES, merged_data
+from golden.workloads import WorkloadFacts
 
 LOCK_VERSION = 1
 LOCK_PATH = ROOT / "images.lock"
@@ -96,6 +98,8 @@ def validate(data: Any, path: Path) -> Lock:
         resolved = entry.get("resolved", {})
         if not isinstance(resolved, dict):
             raise _fail(path, f"{where}.resolved", "a mapping")
+        if "workloads" in resolved:
+            _validate_workloads(resolved["workloads"], path, f"{where}.resolved.workloads")
     data["profiles"] = profiles
     return data
 
@@ -112,6 +116,23 @@ def _validate_boot_test(bt: Any, path: Path, where: str) -> None:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
             raise _fail(path, f"{where}.{key}", f"a {names}; got {value!r}")
+
+
+def _validate_workloads(items: Any, path: Path, where: str) -> None:
+    """``resolved.workloads``: each workload pinned by digest with the CUDA facts its config
+    showed, as :meth:`WorkloadFacts.from_json` reads them back."""
+    if not isinstance(items, list):
+        raise _fail(path, where, "a list of resolved workloads (name, image, digest, arch, cuda_version, "
+                                 "require_cuda, compat)")
+    keys = {f.name for f in dataclasses.fields(WorkloadFacts)}
+    for i, w in enumerate(items):
+        try:
+            WorkloadFacts.from_json(w)
+        except ValueError as exc:
+            key, sep, why = str(exc).partition(": ")
+            if sep and key in keys:
+                raise _fail(path, f"{where}[{i}].{key}", why) from None
+            raise _fail(path, f"{where}[{i}]", str(exc)) from None
 
 
 def record_boot_test(lock: Lock, profile: str, build_id: str, result: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from golden.plan import BuildPlan, make_plan
 from golden.profile import PROFILES, Profile, load_profile
 from golden.targets import Target
 from golden.ui import say
+from golden.workloads import WorkloadFacts
 
 #: Where each profile is rendered and baked: ``build/NAME/``.
 BUILD = ROOT / "build"
@@ -36,10 +37,13 @@ def refuse_on_gate_errors(p: Profile, findings: Sequence[gate.Finding], *, stric
 
 
 def gated_plan(name: str, kb: KnowledgeBase, *, strict: bool = False,
-               resolved: dict[str, str] | None = None, profiles_dir: Path = PROFILES) -> BuildPlan:
-    """Load, gate (printing warnings) and plan a profile; refuse on gate errors."""
+               resolved: dict[str, str] | None = None, profiles_dir: Path = PROFILES,
+               resolved_workloads: Sequence[WorkloadFacts] | None = None) -> BuildPlan:
+    """Load, gate (printing warnings) and plan a profile; refuse on gate errors.
+
+    ``resolved_workloads``: the workload images' facts resolve read (build passes them)."""
     p = load_profile(name, root=profiles_dir, kb=kb)
-    findings = gate.check(p, kb)
+    findings = gate.check(p, kb, resolved_workloads=resolved_workloads)
     for f in findings:
         say(gate.format_finding(name, f))
     refuse_on_gate_errors(p, findings, strict=strict)

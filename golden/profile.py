@@ -23,6 +23,7 @@ from golden.errors import GoldenError, ProfileError
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
 from golden.profile_reader import Origins, Reader, check_port, display, show
+from golden.workloads import Workload, read_workloads
 
 PROFILES = ROOT / "profiles"
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
@@ -151,6 +152,9 @@ class Profile:
     persistence: bool
     repos: Repos
     target: Target
+    #: The containers the fleet will run on the image (golden/workloads.py); gated against the
+    #: driver's CUDA ceiling.
+    workloads: tuple[Workload, ...] = ()
 
     def wants_fabric_manager(self, kb: KnowledgeBase) -> bool:
         if self.driver is None:
@@ -240,7 +244,7 @@ def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) ->
 
 
 TOP_KEYS = ("description", "os", "arch", "kernel", "gpu", "driver", "cuda", "container",
-            "fabric_manager", "persistence", "repos", "target")
+            "fabric_manager", "persistence", "repos", "target", "workloads")
 
 
 def _repo(r: Reader, key: str) -> Repo | None:
@@ -368,6 +372,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         persistence=r.flag("persistence", True),
         repos=repos,
         target=_target(r),
+        workloads=read_workloads(r),
     )
 
 

@@ -36,12 +36,15 @@ class Reader:
     """One mapping of the merged profile, with the key path that leads to it."""
 
     def __init__(self, data: Mapping[str, Any], origins: Origins, leaf: Path, root: Path,
-                 prefix: tuple[str, ...] = ()) -> None:
+                 prefix: tuple[str, ...] = (), anchor: tuple[str, ...] | None = None) -> None:
         self.data, self.origins, self.leaf, self.root, self.prefix = data, origins, leaf, root, prefix
+        #: For an entry of a list: the list's key path, whose file set every key of the entry
+        #: (origins record a list as one value).
+        self.anchor = anchor
 
     def fail(self, key: str | None, allowed: str) -> ProfileError:
         path = (*self.prefix, key) if key else self.prefix
-        origin = self.origins.get(path, self.leaf)
+        origin = self.origins.get(path) or (self.origins.get(self.anchor) if self.anchor else None) or self.leaf
         return ProfileError(allowed, where=display(origin, self.root), key=".".join(path) or None)
 
     def only(self, *allowed: str) -> None:
@@ -58,6 +61,24 @@ class Reader:
         if not isinstance(value, dict):
             raise self.fail(key, f"must be a mapping, not {_kind(value)}")
         return Reader(value, self.origins, self.leaf, self.root, (*self.prefix, key))
+
+    def items(self, key: str, what: str, *, limit: int) -> list[Reader]:
+        """A list of mappings (``workloads:``): one reader per entry, its keys ``key[N].name``."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, f"a list of {what}; got {_kind(value)}")
+        if len(value) > limit:
+            raise self.fail(key, f"at most {limit} entries; got {len(value)}")
+        out = []
+        for i, item in enumerate(value):
+            entry = (*self.prefix, f"{key}[{i}]")
+            if not isinstance(item, dict):
+                err = Reader({}, self.origins, self.leaf, self.root, entry, anchor=(*self.prefix, key))
+                raise err.fail(None, f"a mapping ({what}); got {_kind(item)} {show(item)}")
+            out.append(Reader(item, self.origins, self.leaf, self.root, entry, anchor=(*self.prefix, key)))
+        return out
 
     def text(self, key: str, pattern: re.Pattern[str], what: str, *, default: str | None = None,
              nullable: bool = False) -> str | None:

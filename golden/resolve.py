@@ -8,13 +8,18 @@ container-toolkit repositories, or their mirrors: flat repositories) and writes
       driver_version: 595.71.05
       packages: {nvidia-open: 595.71.05-1, cuda-toolkit-13-2: 13.2.1-1, ...}
       source_image: {suite: bookworm, kernel: 6.1.0-50-cloud-amd64}
+    workloads:
+    - {name: pytorch-25.04-py3, image: nvcr.io/nvidia/pytorch:25.04-py3, digest: sha256:..., arch: amd64,
+       cuda_version: 12.9.0, require_cuda: cuda>=9.0, compat: "yes"}
 
 What it resolves: every package built from the driver at one driver version
 (the newest in ``driver.version`` or the branch that the compatibility gate
 accepts, and that every one of those packages, fabric manager included, is
 published at), the branch's pinning package, the newest patch of
 ``cuda-toolkit-X-Y``, and the container toolkit's packages at exactly the
-profile's version. What it does not: the OS archive (kernel, runtime, and
+profile's version, and each workload image (golden/registry.py: skopeo reads its
+manifest for the profile's arch and its config) to its digest and CUDA facts,
+which the gate then checks with the rest. What it does not: the OS archive (kernel, runtime, and
 Debian's own driver for ``driver.source: distro``), which stay pinned by
 pattern; and the source image of cloud targets, whose exact id belongs to the
 AWS code (recorded here as the profile's selector).
@@ -29,14 +34,14 @@ import dataclasses
 import gzip
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from debian.deb822 import Packages
 from debian.debian_support import Version as DebVersion
 
-from golden import gate, lockfile, targets
+from golden import gate, lockfile, registry, targets
 from golden.errors import GoldenError
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
@@ -44,10 +49,13 @@ from golden.pipeline import refuse_on_gate_errors
 from golden.plan import BuildPlan, Package, Repository, make_plan
 from golden.profile import PROFILES, DriverSource, Profile, load_profile, profile_names
 from golden.versions import deb_upstream
+from golden.workloads import Workload, WorkloadFacts
 
 # package name -> every Debian version the repository carries
 Index = dict[str, list[str]]
 Fetch = Callable[[str], Index]
+#: Reads one workload image for an arch (golden.registry.inspect; tests replace it).
+Inspect = Callable[[Workload, str], WorkloadFacts]
 
 
 def parse_index(text: str) -> Index:
@@ -110,7 +118,8 @@ def _repo(plan: BuildPlan, name: str) -> Repository:
     raise GoldenError(f"no {name} repository in the plan", where=plan.profile.name)
 
 
-def _driver(plan: BuildPlan, kb: KnowledgeBase, index: Index, url: str) -> tuple[str, dict[str, str]]:
+def _driver(plan: BuildPlan, kb: KnowledgeBase, index: Index, url: str,
+            workloads: Sequence[WorkloadFacts] = ()) -> tuple[str, dict[str, str]]:
     """The newest driver version inside the pin that the gate accepts and the repo fully carries."""
     p = plan.profile
     # Packages built from the driver must all be at the driver version.
@@ -133,7 +142,7 @@ def _driver(plan: BuildPlan, kb: KnowledgeBase, index: Index, url: str) -> tuple
     refused: list[str] = []
     for upstream in sorted(inside, key=DebVersion, reverse=True):
         candidate = dataclasses.replace(p, driver=dataclasses.replace(d, version=upstream))
-        if gate.has_errors(gate.check(candidate, kb)):
+        if gate.has_errors(gate.check(candidate, kb, resolved_workloads=workloads)):
             refused.append(f"{upstream} (gate)")
             continue
         chosen = {pkg.name: _at_upstream(index, pkg.name, upstream) for pkg in exact}
@@ -183,9 +192,17 @@ def source_image(plan: BuildPlan) -> dict[str, Any]:
     return targets.get(plan.profile.target.kind).source_image(plan)
 
 
-def resolve_profile(p: Profile, kb: KnowledgeBase, fetch: Fetch) -> dict[str, Any]:
-    """The ``resolved`` entry for one profile (refuses what the gate refuses)."""
-    refuse_on_gate_errors(p, gate.check(p, kb), where=p.name)
+def resolve_workloads(p: Profile, inspect: Inspect | None = None) -> list[WorkloadFacts]:
+    """Each workload image of the profile read for its arch; a workload with only a declared
+    ``cuda`` has nothing to read (the gate takes its version as given)."""
+    read = inspect or registry.inspect
+    return [read(w, p.arch.value) for w in p.workloads if w.image]
+
+
+def resolve_profile(p: Profile, kb: KnowledgeBase, fetch: Fetch, inspect: Inspect | None = None) -> dict[str, Any]:
+    """The ``resolved`` entry for one profile (refuses what the gate refuses, workloads included)."""
+    workloads = resolve_workloads(p, inspect)
+    refuse_on_gate_errors(p, gate.check(p, kb, resolved_workloads=workloads), where=p.name)
     plan = make_plan(p, kb)
     packages: dict[str, str] = {}
     driver_version = p.driver.version if p.driver else None
@@ -194,18 +211,22 @@ def resolve_profile(p: Profile, kb: KnowledgeBase, fetch: Fetch) -> dict[str, An
         cuda = _repo(plan, "cuda")
         index = fetch(cuda.url)
         if from_nvidia:
-            driver_version, found = _driver(plan, kb, index, cuda.url)
+            driver_version, found = _driver(plan, kb, index, cuda.url, workloads)
             packages.update(found)
         packages.update(_cuda(plan, index, cuda.url))
     if plan.ctk_packages:
         ctk = _repo(plan, "container-toolkit")
         packages.update(_container_toolkit(plan, fetch(ctk.url), ctk.url))
-    return {"driver_version": driver_version, "packages": dict(sorted(packages.items())),
-            "source_image": source_image(plan)}
+    out: dict[str, Any] = {"driver_version": driver_version, "packages": dict(sorted(packages.items())),
+                           "source_image": source_image(plan)}
+    if p.workloads:
+        out["workloads"] = [f.to_json() for f in workloads]
+    return out
 
 
 def resolve(names: Iterable[str], *, lock_path: Path = lockfile.LOCK_PATH,
-            profiles_dir: Path = PROFILES, fetch: Fetch | None = None) -> dict[str, dict[str, Any]]:
+            profiles_dir: Path = PROFILES, fetch: Fetch | None = None,
+            inspect: Inspect | None = None) -> dict[str, dict[str, Any]]:
     """Resolve profiles and record them in the lock in one write; nothing is written on error."""
     kb = load_kb()
     get = cached(fetch or fetch_index)
@@ -213,7 +234,7 @@ def resolve(names: Iterable[str], *, lock_path: Path = lockfile.LOCK_PATH,
     inputs: dict[str, str] = {}
     for name in names:
         p = load_profile(name, root=profiles_dir, kb=kb)
-        results[name] = resolve_profile(p, kb, get)
+        results[name] = resolve_profile(p, kb, get, inspect)
         inputs[name] = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
 
     def change(lock: lockfile.Lock) -> None:
@@ -231,6 +252,8 @@ def summary(results: Mapping[str, Mapping[str, Any]]) -> str:
     for name, r in results.items():
         pkgs = " ".join(f"{k}={v}" for k, v in r["packages"].items())
         lines.append(f"{name}: driver {r['driver_version'] or '-'}: {pkgs or '(no NVIDIA packages)'}")
+        lines += [f"{name}: workload {w['name']}: {w['image']} -> {w['digest']} (CUDA {w['cuda_version'] or '?'})"
+                  for w in r.get("workloads", [])]
     return "\n".join(lines)
 
 

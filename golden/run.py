@@ -39,7 +39,10 @@ PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER",
                # Where container tools (skopeo, podman, docker) find registry credentials:
                # REGISTRY_AUTH_FILE names it, or it is under XDG_RUNTIME_DIR/containers or
                # DOCKER_CONFIG. Passed on purpose, so credentials stay in files, off argv.
-               "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG")
+               "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG",
+               # Which registries.conf skopeo reads (mirrors, plain-HTTP registries declared
+               # insecure); golden.registry also gives it as --registries-conf for old skopeo.
+               "CONTAINERS_REGISTRIES_CONF")
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -11,10 +11,12 @@ import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from golden import gate_workloads
 from golden.gate import (
     _RULES,
     RULES,
@@ -26,6 +28,8 @@ from golden.gate import (
     format_finding,
     has_errors,
 )
+from golden.gate_rules import WORKLOADS
+from golden.gate_workloads import CompatFacts, load_compat
 from golden.kb import Architecture, KnowledgeBase, ShippedRuntimes, load
 from golden.plan import BASE, LAYERS
 from golden.profile import (
@@ -39,6 +43,7 @@ from golden.profile import (
     load_profile,
     profile_names,
 )
+from golden.workloads import Workload, WorkloadFacts
 
 TODAY = datetime.date(2026, 11, 20)
 KB = load()
@@ -124,9 +129,26 @@ class Case:
     kb: Callable[[KnowledgeBase], KnowledgeBase] | None = None       # data the failing one sees
     good_kb: Callable[[KnowledgeBase], KnowledgeBase] | None = None  # data the passing one sees
     id: str = field(default="")
+    #: What resolve read of the workloads' images, for the failing and the passing one.
+    resolved: tuple[WorkloadFacts, ...] | None = None
+    good_resolved: tuple[WorkloadFacts, ...] | None = None
+    #: Forward-compatibility data both see instead of golden/data/workloads.yaml's.
+    compat: CompatFacts | None = None
 
 
 PROP = {"flavor": Flavor.PROPRIETARY}
+R535 = {"driver": {"branch": "535"}, "cuda_toolkit": "12.2"}
+CUDA13 = Workload("cuda13", "nvcr.io/nvidia/cuda:13.1.1-base-ubuntu24.04", None)
+CUDA13_FACTS = WorkloadFacts(
+    "cuda13", "nvcr.io/nvidia/cuda:13.1.1-base-ubuntu24.04", "sha256:" + "ef" * 32, "amd64", "13.1.1",
+    (Path(__file__).resolve().parents[1] / "fixtures/require_cuda/cuda-13.1.1-ubuntu2404-base.txt")
+    .read_text(encoding="utf-8").strip(), "yes")
+
+
+def declared(cuda: str) -> tuple[Workload, ...]:
+    return (Workload("solver", None, cuda),)
+
+
 R580 = {"branch": "580"}
 B200 = {"gpu": "b200", "cuda_toolkit": None}
 CASES = [
@@ -276,6 +298,26 @@ CASES = [
     Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},
          {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},
          ("R580", "'pinning'", "expected 'suffixed'"), kb=with_naming("580", "pinning"), id="r580"),
+    Case("workload-cuda-major-above-driver", {**R535, "workloads": declared("13.0")},
+         {**R535, "workloads": declared("12.2")},
+         ("workload solver", "CUDA 13.0", "R535", "12.2", "cudaErrorInsufficientDriver", "failure mode 3")),
+    Case("workload-cuda-major-above-driver", {**R535, "workloads": (CUDA13,)}, {"workloads": (CUDA13,)},
+         ("workload cuda13", "CUDA 13.1", "admits R535", "NVIDIA's table", "[FWD, unconfirmed]"),
+         resolved=(CUDA13_FACTS,), good_resolved=(CUDA13_FACTS,), id="image"),
+    Case("workload-cuda-forward-compat", {**R535, "workloads": (CUDA13,)}, {**R535, "workloads": (CUDA13,)},
+         ("CUDA 13.1", "R535", "12.2", "cuda-compat 13.x", "[FWD, unconfirmed]"),
+         resolved=(CUDA13_FACTS,), good_resolved=(replace(CUDA13_FACTS, compat="no"),),
+         compat=replace(load_compat(), base_branches={"13": ("535",)})),
+    Case("workload-cuda-minor-above-driver", {"workloads": declared("13.5")}, {"workloads": declared("13.2")},
+         ("workload solver", "CUDA 13.5", "R595", "13.2", "[MVC]")),
+    Case("workload-cuda-unknown", {"workloads": (CUDA13,)},
+         {"workloads": (replace(CUDA13, cuda="13.1"),)},
+         ("workload cuda13", "cannot tell which CUDA it needs", "not resolved", 'cuda: "X.Y"'),
+         resolved=(), good_resolved=()),
+    Case("workload-require-cuda-unmet", {"driver": {"branch": "525"}, "cuda_toolkit": "12.0",
+                                         "workloads": (CUDA13,)}, {**R535, "workloads": (CUDA13,)},
+         ("workload cuda13", "cuda>=13.1", "R535, R550, R570, R575, R580", "R525", "CUDA 12.0", "[CTKS]"),
+         resolved=(CUDA13_FACTS,), good_resolved=(CUDA13_FACTS,)),
 ]
 
 
@@ -284,9 +326,12 @@ def _id(case: Case) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_rule_fires_on_failing_profile(case: Case) -> None:
+def test_rule_fires_on_failing_profile(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     kb = case.kb(KB) if case.kb else KB
-    found = [f for f in check(variant(**case.bad), kb, today=case.today) if f.rule == case.rule]
+    if case.compat is not None:
+        monkeypatch.setattr(gate_workloads, "load_compat", lambda: case.compat)
+    found = [f for f in check(variant(**case.bad), kb, today=case.today, resolved_workloads=case.resolved)
+             if f.rule == case.rule]
     assert found, f"{case.rule} did not fire"
     (f,) = found
     assert f.severity is RULES[case.rule][0]
@@ -296,9 +341,12 @@ def test_rule_fires_on_failing_profile(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_rule_quiet_on_passing_profile(case: Case) -> None:
+def test_rule_quiet_on_passing_profile(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     kb = case.good_kb(KB) if case.good_kb else KB
-    assert case.rule not in rules(check(variant(**case.good), kb, today=TODAY))
+    if case.compat is not None:
+        monkeypatch.setattr(gate_workloads, "load_compat", lambda: case.compat)
+    found = check(variant(**case.good), kb, today=TODAY, resolved_workloads=case.good_resolved)
+    assert case.rule not in rules(found)
 
 
 def test_newest_feature_branch_is_not_warned_about_forever() -> None:
@@ -412,4 +460,5 @@ def test_every_rule_function_yields_only_rules_of_its_layer() -> None:
 
 
 def test_layers_in_the_rules_table_are_the_plans() -> None:
-    assert {info.layer for info in RULES.values()} <= {BASE, *(spec.name for spec in LAYERS)}
+    # "workloads" is what the profile lists, not an install layer (golden/gate_rules.py WORKLOADS).
+    assert {info.layer for info in RULES.values()} <= {BASE, WORKLOADS, *(spec.name for spec in LAYERS)}
