@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from golden import boottest, lockfile, packer, render
+from golden import boottest, lockfile, packer, probeplan, render
 from golden.errors import GoldenError
 from golden.files import shown
 from golden.kb import load as load_kb
@@ -59,6 +59,10 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     out_dir = build_root / name
     with step(f"Rendering {name}"):
         render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen)
+    if plan.layer("driver") and plan.cuda_uses:
+        with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
+            staged = probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
+        say(f"CUDA runtimes to probe: {', '.join(staged) or 'none known to golden/data/cudart.yaml'}")
     with step("Validating with packer validate"):
         packer.validate(out_dir)
     build_id = str(uuid.uuid4())

@@ -47,7 +47,7 @@ def gated_plan(name: str, kb: KnowledgeBase, *, strict: bool = False,
     for f in findings:
         say(gate.format_finding(name, f))
     refuse_on_gate_errors(p, findings, strict=strict)
-    return make_plan(p, kb, resolved)
+    return make_plan(p, kb, resolved, workloads=resolved_workloads)
 
 
 def target_of(p: Profile, target: str | None) -> Target:

@@ -16,13 +16,15 @@ skipped. A new layer is its function and one line in :data:`LAYERS`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from golden import probeplan
 from golden.kb import KnowledgeBase, OsInfo
 from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
 from golden.versions import DriverVersion, cuda_tuple
+from golden.workloads import WorkloadFacts
 
 EXPECTATIONS_SCHEMA = 1
 
@@ -323,6 +325,8 @@ class BuildPlan:
     repositories: tuple[Repository, ...]
     os_components: tuple[str, ...]
     resolved: Mapping[str, str] = field(default_factory=dict)
+    #: CUDA runtimes the bake proves against the image's libcuda (golden/probeplan.py).
+    cuda_uses: probeplan.Uses = ()
 
     def layer(self, name: str) -> Layer | None:
         return next((x for x in self.layers if x.name == name), None)
@@ -433,14 +437,19 @@ class BuildPlan:
                     out[key] = {**out[key], **value}
                 else:
                     out[key] = value
+        probed, unknown = probeplan.known(self.cuda_uses) if self.layer("driver") else ((), ())
+        out["cuda_probe"] = probeplan.probe_entries(probed)
+        out["cuda_probe_unknown"] = probeplan.probe_entries(unknown)   # no runtime in cudart.yaml
         return copy.deepcopy(out)
 
 
-def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] | None = None) -> BuildPlan:
+def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] | None = None,
+              workloads: Sequence[WorkloadFacts] | None = None) -> BuildPlan:
     """Turn a profile (already through the gate) into the exact install plan.
 
     ``resolved`` maps package name -> exact Debian version (images.lock); a
-    package found there is installed at exactly that version.
+    package found there is installed at exactly that version. ``workloads``: what
+    resolve read from the workloads' images (their CUDA versions are probed).
     """
     resolved = dict(resolved or {})
     inputs = _Inputs(profile, kb, resolved)
@@ -455,6 +464,7 @@ def make_plan(profile: Profile, kb: KnowledgeBase, resolved: Mapping[str, str] |
         # local bake of an OS shares one cached base root filesystem.
         os_components=osi.distro_components,
         resolved=resolved,
+        cuda_uses=probeplan.profile_uses(profile, workloads),
     )
 
 

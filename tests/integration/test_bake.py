@@ -71,7 +71,24 @@ def test_local_debian12_r535_bakes_and_verifies(r535_bake: Baked) -> None:
     assert installed["linux-image-6.1.0-50-cloud-amd64"]
     report = json.loads((art / "verify-report.json").read_text())
     assert report["passed"] is True
+    # The workloads' CUDA runtimes, loaded against the image's own libcuda.so.1 (no GPU here).
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["driver-cuda-version"]["passed"], checks["driver-cuda-version"]
+    assert "12.2" in str(checks["driver-cuda-version"]["actual"])
+    for cuda in ("12.2", "12.9"):
+        probe = checks[f"cuda-runtime[{cuda}]"]
+        assert probe["passed"] and "cudaErrorNoDevice" in probe["detail"], probe
     assert "earlier" in lockfile.load(ws.lock)["profiles"]      # the other entry is kept
+
+
+def test_a_workload_needing_a_newer_cuda_major_is_refused_before_the_bake(ws: Workspace) -> None:
+    """CUDA 13 on R535 (ceiling 12.2): the gate stops it; nothing is baked, locked or fetched."""
+    ws.add_workloads(R535, [{"name": "trainer-13", "cuda": "13.0"}])
+    before = ws.snapshot(R535)
+    with pytest.raises(GoldenError, match=r"workload-cuda-major-above-driver.*trainer-13"):
+        ws.bake(R535)
+    assert ws.snapshot(R535) == before
+    assert not (ws.build_root / R535 / "scripts" / "cudart").exists()
 
 
 def test_the_bake_booted_the_image_and_the_module_fits_its_kernel(r535_bake: Baked) -> None:

@@ -15,6 +15,9 @@ from tests.conftest import IN_CI, require_tool
 
 #: The profile of the session's real bake (tests/integration/conftest.py).
 R535 = "local-debian12-r535"
+#: What the session's bake declares will run on it: CUDA 12.2 is R535's own ceiling; 12.9 is
+#: above it in the same major (the gate warns; minor-version compatibility lets it run).
+WORKLOADS = [{"name": "solver-12-2", "cuda": "12.2"}, {"name": "trainer-12-9", "cuda": "12.9"}]
 
 def need_root_and_bake_tools() -> None:
     if os.geteuid() != 0:
@@ -49,6 +52,12 @@ class Workspace:
 
     def write_profile(self, name: str, data: dict[str, object]) -> None:
         (self.profiles / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def add_workloads(self, name: str, workloads: list[dict[str, str]]) -> None:
+        """Give this workspace's copy of a profile ``workloads``."""
+        path = self.profiles / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text())
+        self.write_profile(name, {**data, "workloads": workloads})
 
     def bake(self, name: str, **kwargs: object) -> str:
         return build(name, None, lock_path=self.lock, build_root=self.build_root,

@@ -1,0 +1,53 @@
+"""Which CUDA runtimes a bake probes: the host toolkit's and each workload's, once per minor."""
+
+from __future__ import annotations
+
+import doctest
+from dataclasses import replace
+
+from golden import probeplan
+from golden.kb import load
+from golden.plan import make_plan
+from golden.profile import load_profile
+from golden.workloads import Workload, WorkloadFacts
+
+KB = load()
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(probeplan).failed == 0
+
+
+def test_one_entry_per_minor_in_first_seen_order_with_every_user() -> None:
+    uses = probeplan.cuda_uses("12.9", [("a", "12.4.1"), ("b", "12.9.0"), ("c", None), ("d", "12.4")])
+    assert uses == (("12.9", ("host toolkit", "b")), ("12.4", ("a", "d")))
+
+
+def test_a_declared_cuda_wins_over_what_the_image_says() -> None:
+    p = load_profile("local-debian12-r535", kb=KB)
+    p = replace(p, workloads=(Workload("declared", None, "12.2"), Workload("image", "reg.example/x:1", None),
+                              Workload("both", "reg.example/y:1", "12.4")))
+    facts = [WorkloadFacts("image", "reg.example/x:1", "sha256:" + "a" * 64, "amd64", "12.9.1", None, "no"),
+             WorkloadFacts("both", "reg.example/y:1", "sha256:" + "b" * 64, "amd64", "12.8.0", None, "no")]
+    assert probeplan.profile_uses(p, facts) == (("12.2", ("declared",)), ("12.9", ("image",)),
+                                                ("12.4", ("both",)))
+    assert probeplan.profile_uses(p, None) == (("12.2", ("declared",)), ("12.4", ("both",)))
+
+
+def test_runtimes_golden_does_not_know_are_listed_apart_and_never_staged() -> None:
+    probed, unknown = probeplan.known((("12.9", ("a",)), ("10.1", ("old",))))
+    assert probed == (("12.9", ("a",)),) and unknown == (("10.1", ("old",)),)
+    p = load_profile("local-debian12-r535", kb=KB)
+    plan = make_plan(replace(p, workloads=(Workload("old", None, "10.1"),)), KB)
+    expect = plan.expectations()
+    assert expect["cuda_probe"] == []
+    assert expect["cuda_probe_unknown"] == [{"cuda": "10.1", "dir": f"{probeplan.REMOTE}/10.1", "for": ["old"]}]
+
+
+def test_the_plan_lists_the_probes_only_where_there_is_a_driver() -> None:
+    p = replace(load_profile("local-debian12-r535", kb=KB), workloads=(Workload("w", None, "12.2"),))
+    assert make_plan(p, KB).expectations()["cuda_probe"] == [
+        {"cuda": "12.2", "dir": "/tmp/golden/scripts/cudart/12.2", "for": ["w"]}]
+    assert make_plan(load_profile("local-debian12-r535", kb=KB), KB).expectations()["cuda_probe"] == []
+    driverless = replace(p, driver=None, persistence=False)
+    assert make_plan(driverless, KB).expectations()["cuda_probe"] == []
