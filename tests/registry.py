@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -20,7 +21,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from golden import run
+import yaml
+
+from golden import ROOT, run
 
 REGISTRY = "/usr/bin/docker-registry"
 
@@ -114,3 +117,14 @@ def push(layout: Path, tag: str, registry: LocalRegistry, name: str, env: dict[s
     run.run(["skopeo", "--registries-conf", env["CONTAINERS_REGISTRIES_CONF"], "copy", "--all", "--quiet",
              "--preserve-digests", f"oci:{layout}:{tag}", f"docker://{ref}"], env=env, timeout=120)
     return ref
+
+
+def profiles_with_workloads(tmp: Path, workloads: list[dict[str, str]]) -> Path:
+    """A profiles/ folder with ``wl``: local-debian12-r535 (Debian's driver, so no NVIDIA
+    repository to read) given ``workloads``."""
+    pdir = tmp / "profiles"
+    shutil.copytree(ROOT / "profiles" / "base", pdir / "base")
+    data = yaml.safe_load((ROOT / "profiles" / "local-debian12-r535.yaml").read_text(encoding="utf-8"))
+    data["workloads"] = workloads
+    (pdir / "wl.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return pdir

@@ -9,7 +9,6 @@ registry beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -17,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from golden import ROOT, gate, lockfile, registry, resolve
+from golden import gate, lockfile, registry, resolve
 from golden.errors import GoldenError
 from golden.kb import load as load_kb
 from golden.profile import load_profile
 from golden.workloads import Workload
 from tests.conftest import require_tool
 from tests.ociimage import REQUIRE_12_4, Layout, cuda_image, plain_image
-from tests.registry import LocalRegistry, free_port, local_registry, push, skopeo_env
+from tests.registry import LocalRegistry, free_port, local_registry, profiles_with_workloads, push, skopeo_env
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +108,7 @@ def test_image_without_cuda_is_a_gate_warning(pushed: Pushed, tmp_path: Path) ->
     facts = registry.inspect(Workload(name="plain", image=pushed.plain, cuda=None), "amd64")
     assert (facts.cuda_version, facts.require_cuda, facts.compat) == (None, None, "unknown")
     kb = load_kb()
-    p = load_profile("wl", root=_profile(tmp_path, [{"name": "plain", "image": pushed.plain}]), kb=kb)
+    p = load_profile("wl", root=profiles_with_workloads(tmp_path, [{"name": "plain", "image": pushed.plain}]), kb=kb)
     warnings = [f for f in gate.check(p, kb, resolved_workloads=[facts]) if f.rule == "workload-cuda-unknown"]
     assert [f.severity for f in warnings] == [gate.Severity.WARNING]
     assert warnings[0].message.startswith("workload plain: cannot tell which CUDA it needs")
@@ -136,18 +134,10 @@ def test_unreachable_registry_is_one_line_naming_the_workload(tmp_path: Path, mo
     assert "connection refused" in line and "\n" not in line
 
 
-def _profile(tmp: Path, workloads: list[dict[str, str]]) -> Path:
-    """local-debian12-r535 (no NVIDIA repository to read) with ``workloads``."""
-    pdir = tmp / "profiles"
-    shutil.copytree(ROOT / "profiles" / "base", pdir / "base")
-    data = yaml.safe_load((ROOT / "profiles" / "local-debian12-r535.yaml").read_text(encoding="utf-8"))
-    data["workloads"] = workloads
-    (pdir / "wl.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    return pdir
 
 
 def test_lock_resolve_records_workloads_by_digest(pushed: Pushed, tmp_path: Path) -> None:
-    pdir = _profile(tmp_path, [{"image": pushed.cuda}, {"image": pushed.plain}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": pushed.cuda}, {"image": pushed.plain}])
     lock_path = tmp_path / "images.lock"
     resolve.resolve(["wl"], lock_path=lock_path, profiles_dir=pdir)
     recorded = lockfile.load(lock_path)["profiles"]["wl"]["resolved"]["workloads"]
@@ -158,7 +148,7 @@ def test_lock_resolve_records_workloads_by_digest(pushed: Pushed, tmp_path: Path
 
 def test_lock_resolve_refuses_a_workload_the_gate_refuses(pushed: Pushed, tmp_path: Path) -> None:
     # CUDA 13.0 on R535 (ceiling 12.2), no forward compatibility for an L40S: refused, nothing written.
-    pdir = _profile(tmp_path, [{"image": pushed.cuda13}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": pushed.cuda13}])
     lock_path = tmp_path / "images.lock"
     with pytest.raises(GoldenError, match=r"^wl: refused by the compatibility gate: workload-cuda-major-above-driver: "
                                           r"workload cuda13-13\.0: CUDA 13\.0 .* R535 tops out at CUDA 12\.2"):

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from golden import ROOT, lockfile, resolve
+from golden import lockfile, resolve
 from golden.errors import GoldenError
 from golden.kb import load as load_kb
 from golden.pipeline import gated_plan
 from golden.workloads import Workload, WorkloadFacts
+from tests.registry import profiles_with_workloads
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _profiles(tmp: Path, workloads: list[dict[str, str]]) -> Path:
-    """local-debian12-r535 (Debian's driver: no NVIDIA repository to read) with ``workloads``."""
-    pdir = tmp / "profiles"
-    shutil.copytree(ROOT / "profiles" / "base", pdir / "base")
-    data = yaml.safe_load((ROOT / "profiles" / "local-debian12-r535.yaml").read_text(encoding="utf-8"))
-    data["workloads"] = workloads
-    (pdir / "wl.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    return pdir
 
 
 def fake_inspect(cuda: dict[str, str | None]) -> tuple[resolve.Inspect, list[tuple[str, str]]]:
@@ -44,7 +36,7 @@ def fake_inspect(cuda: dict[str, str | None]) -> tuple[resolve.Inspect, list[tup
 
 def test_resolve_records_workloads(tmp_path: Path) -> None:
     image = "127.0.0.1:5000/team/trainer:1"
-    pdir = _profiles(tmp_path, [{"image": image}, {"name": "legacy", "cuda": "12.0"}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": image}, {"name": "legacy", "cuda": "12.0"}])
     inspect, calls = fake_inspect({image: "12.1.1"})
     lock_path = tmp_path / "images.lock"
     results = resolve.resolve(["wl"], lock_path=lock_path, profiles_dir=pdir, inspect=inspect)
@@ -56,7 +48,7 @@ def test_resolve_records_workloads(tmp_path: Path) -> None:
 
 
 def test_profile_without_workloads_records_none(tmp_path: Path) -> None:
-    pdir = _profiles(tmp_path, [])
+    pdir = profiles_with_workloads(tmp_path, [])
     inspect, calls = fake_inspect({})
     results = resolve.resolve(["wl"], lock_path=tmp_path / "images.lock", profiles_dir=pdir, inspect=inspect)
     assert "workloads" not in results["wl"] and calls == []
@@ -64,7 +56,7 @@ def test_profile_without_workloads_records_none(tmp_path: Path) -> None:
 
 def test_a_refused_workload_stops_resolve(tmp_path: Path) -> None:
     image = "127.0.0.1:5000/team/next:1"
-    pdir = _profiles(tmp_path, [{"image": image}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": image}])
     inspect, _ = fake_inspect({image: "13.0.2"})  # R535's ceiling is 12.2; no cuda-compat
     lock_path = tmp_path / "images.lock"
     with pytest.raises(GoldenError, match=r"^wl: refused by the compatibility gate: "):
@@ -73,7 +65,7 @@ def test_a_refused_workload_stops_resolve(tmp_path: Path) -> None:
 
 
 def test_a_registry_error_writes_nothing(tmp_path: Path) -> None:
-    pdir = _profiles(tmp_path, [{"image": "127.0.0.1:5000/gone:1"}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": "127.0.0.1:5000/gone:1"}])
 
     def unreachable(w: Workload, arch: str) -> WorkloadFacts:
         raise GoldenError("cannot read 127.0.0.1:5000/gone:1 from registry 127.0.0.1:5000: refused",
@@ -126,7 +118,7 @@ def test_lock_workload_errors_name_the_key(tmp_path: Path, workloads: Any, key: 
 def test_build_gates_with_the_resolved_workloads(tmp_path: Path) -> None:
     """What build passes on (resolved now, or from the lock with --locked) refuses like resolve."""
     image = "127.0.0.1:5000/team/next:1"
-    pdir = _profiles(tmp_path, [{"image": image}])
+    pdir = profiles_with_workloads(tmp_path, [{"image": image}])
     kb = load_kb()
     facts = WorkloadFacts(name="next-1", image=image, digest=DIGEST, arch="amd64", cuda_version="13.0.2",
                           require_cuda=None, compat="no")
