@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from golden import boottest, lockfile, packer, probeplan, render
+from golden import advertise, boottest, lockfile, packer, probeplan, render
 from golden.errors import GoldenError
 from golden.files import shown
 from golden.kb import load as load_kb
@@ -57,8 +57,9 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     chosen = target_of(plan.profile, target)
     chosen.check()
     out_dir = build_root / name
+    advert = advertise.advert(plan.profile, kb, workloads)
     with step(f"Rendering {name}"):
-        render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen)
+        render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen, advert=advert)
     if plan.layer("driver") and plan.cuda_uses:
         with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
             staged = probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
@@ -70,6 +71,7 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     how = Bake(work_root=build_root / ".work", lock_path=lock_path, locked=locked,
                check_image=lambda image: _boot_test(plan, out_dir, image))
     entry = chosen.bake(plan, out_dir, build_id, how)
+    entry.update(advertise.entry_fields(plan.profile.gpu, out_dir))
     inputs = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
     with step(f"Recording the build in {shown(lock_path)}"):
         entry["inputs_sha256"] = inputs

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from golden import ROOT, yamlfile
 from golden.errors import GoldenError, shown
 from golden.files import shown as _shown
 from golden.profile import PROFILES, merged_data
-from golden.workloads import WorkloadFacts
+from golden.workloads import NAME, WorkloadFacts
 
 LOCK_VERSION = 1
 LOCK_PATH = ROOT / "images.lock"
@@ -34,7 +35,9 @@ KEEP_BUILDS = 10
 PROFILE_KEYS = {"inputs_sha256", "resolved", "builds", "channels"}
 BUILD_KEYS = {"id", "time", "git_commit", "packer_version", "plugins", "target", "artifacts", "installed",
               "verification", "sbom_sha256", "status", "revoked", "packer_run_uuid", "boot_test",
-              "inputs_sha256", "revoked_reason"}
+              "inputs_sha256", "revoked_reason", "gpu", "driver", "workloads"}
+#: A build's advertised workloads (golden/advertise.py), each with what the bake's probe measured.
+BUILD_WORKLOAD_KEYS = ("name", "image", "digest", "cuda", "verdict", "probe")
 
 Lock = dict[str, Any]
 
@@ -92,6 +95,7 @@ def validate(data: Any, path: Path) -> Lock:
                             f"unknown key; allowed: {', '.join(sorted(BUILD_KEYS))}")
             if "boot_test" in b:
                 _validate_boot_test(b["boot_test"], path, f"{where}.builds[{i}].boot_test")
+            _validate_advert(b, path, f"{where}.builds[{i}]")
         channels = entry.get("channels", {})
         if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
             raise _fail(path, f"{where}.channels", "a mapping of channel name to build id")
@@ -116,6 +120,45 @@ def _validate_boot_test(bt: Any, path: Path, where: str) -> None:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
             raise _fail(path, f"{where}.{key}", f"a {names}; got {value!r}")
+
+
+_BRANCH = re.compile(r"[0-9]{3}")
+_CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}(\.[0-9]{1,3})?")
+_DRIVER_VERSION = re.compile(r"[0-9]{3}\.[0-9]{1,3}(\.[0-9]{1,3})?")
+
+
+def _validate_advert(b: dict[str, Any], path: Path, where: str) -> None:
+    """A build's ``gpu``, ``driver`` and ``workloads`` (what `invoke compat` judges images by)."""
+    def text(value: Any, pattern: re.Pattern[str] | None, key: str, allowed: str, *, nullable: bool = True) -> None:
+        if value is None and nullable:
+            return
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+            raise _fail(path, f"{where}.{key}", f"{allowed}; got {shown(value)}")
+
+    if "gpu" in b:
+        text(b["gpu"], re.compile(r"[a-z0-9][a-z0-9-]{0,40}"), "gpu", "a GPU key of golden/data/gpus.yaml",
+             nullable=False)
+    driver = b.get("driver")
+    if driver is not None:
+        if not isinstance(driver, dict) or set(driver) - {"branch", "version", "cuda_ceiling"}:
+            raise _fail(path, f"{where}.driver", "null or a mapping of branch, version, cuda_ceiling")
+        text(driver.get("branch"), _BRANCH, "driver.branch", "three digits, e.g. \"535\"", nullable=False)
+        text(driver.get("version"), _DRIVER_VERSION, "driver.version", "a driver version, e.g. 535.261.03")
+        text(driver.get("cuda_ceiling"), _CUDA, "driver.cuda_ceiling", "MAJOR.MINOR, e.g. 12.2")
+    items = b.get("workloads", [])
+    if not isinstance(items, list):
+        raise _fail(path, f"{where}.workloads", "a list of workloads")
+    for i, w in enumerate(items):
+        at = f"workloads[{i}]"
+        if not isinstance(w, dict) or set(w) != set(BUILD_WORKLOAD_KEYS):
+            raise _fail(path, f"{where}.{at}", f"a mapping of {', '.join(BUILD_WORKLOAD_KEYS)}")
+        text(w["name"], NAME, f"{at}.name", "a workload name")
+        text(w["digest"], re.compile(r"sha256:[0-9a-f]{64}"), f"{at}.digest", "sha256:<64 hex> or null")
+        text(w["cuda"], _CUDA, f"{at}.cuda", "MAJOR.MINOR or null")
+        for key in ("image", "verdict"):
+            text(w[key], None, f"{at}.{key}", "text or null")
+        if w["probe"] is not None and not isinstance(w["probe"], dict):
+            raise _fail(path, f"{where}.{at}.probe", "null or the probe's check (passed, result, detail)")
 
 
 def _validate_workloads(items: Any, path: Path, where: str) -> None:

@@ -35,8 +35,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from golden import ROOT, contract, packer, targets
+from golden import ROOT, advertise, contract, packer, targets
 from golden.errors import GoldenError
+from golden.kb import load as load_kb
 from golden.plan import BASE, LAYERS, BuildPlan
 from golden.targets import Target
 
@@ -217,8 +218,12 @@ def plan_steps(scripts: Path, layers: Iterable[str] | None = None) -> tuple[list
 # --------------------------------------------------------------------------
 # The template context.
 
-def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
-    """Tags of the AMI and its snapshots: what the image holds, without looking inside."""
+def _tags(plan: BuildPlan, advert: advertise.Advert | None = None,
+          target: Target | None = None) -> list[tuple[str, str]]:
+    """Tags of the AMI and its snapshots: what the image holds, without looking inside,
+    and what it advertises (the CUDA ceiling, each workload's digest and verdict)."""
+    advert = advert or advertise.advert(plan.profile, load_kb(), None)
+    target = target or targets.get(plan.profile.target.kind)
     p = plan.profile
     # The driver itself (not the branch's pinning package): resolved, else pinned, else the branch;
     # "none" on an image without a driver.
@@ -240,7 +245,10 @@ def _tags(plan: BuildPlan) -> list[tuple[str, str]]:
         "golden:cuda": p.cuda_toolkit or "none",
         "golden:container-runtime": p.container.runtime.value,
         "golden:container-toolkit": p.container.toolkit or "none",
+        **dict(advertise.tags(advert)),
     }
+    if target.max_tags is not None:
+        advertise.check_tag_count(len(tags), target.max_tags, target.kind, p)
     return sorted(tags.items())
 
 
@@ -251,7 +259,8 @@ def _plugin(name: str, spec: dict[str, Any]) -> dict[str, str]:
     return {"name": name, "address": str(spec["address"]), "version": str(spec["version"])}
 
 
-def context(plan: BuildPlan, scripts: Path, target: Target | None = None) -> dict[str, Any]:
+def context(plan: BuildPlan, scripts: Path, target: Target | None = None,
+            advert: advertise.Advert | None = None) -> dict[str, Any]:
     """Everything the templates see (plain data; escaping happens in the templates).
 
     ``target`` defaults to the profile's own; its source alone is rendered.
@@ -260,6 +269,8 @@ def context(plan: BuildPlan, scripts: Path, target: Target | None = None) -> dic
     p = plan.profile
     settings = packer.settings()
     env = dict(sorted(contract.check(plan.env()).items()))
+    # After the contract's check: the advert reads the (then valid) profile's driver.
+    advert = advert or advertise.advert(plan.profile, load_kb(), None)
     return {
         "profile": p.name,
         "description": p.description,
@@ -267,7 +278,8 @@ def context(plan: BuildPlan, scripts: Path, target: Target | None = None) -> dic
         "target": target.template_context(plan),
         "source": target.packer_source,
         "source_template": targets.template(target),
-        "tags": _tags(plan),
+        "tags": _tags(plan, advert, target),
+        "advert": advert.to_json(),
         "run_tags": [("Name", f"golden-build-{p.name}"), ("golden:build-id", Expr("var.build_id")),
                      ("golden:profile", p.name)],
         "script_env": [f"{k}={v}" for k, v in env.items()
@@ -310,17 +322,19 @@ def _write(path: Path, text: str) -> Path:
 
 
 def render(plan: BuildPlan, out_dir: Path, *, scripts_dir: Path | None = None,
-           target: Target | None = None) -> list[Path]:
+           target: Target | None = None, advert: advertise.Advert | None = None) -> list[Path]:
     """Render ``plan`` into ``out_dir`` for ``target`` (default: the profile's); return the files
     written (under ``out_dir``).
 
     ``scripts_dir`` defaults to the checkout's ``scripts/``; it is copied to
     ``out_dir/scripts`` and its ``NN-name.sh`` files become the provisioning steps.
+    ``advert`` (golden/advertise.py: the CUDA ceiling and the workloads' digests
+    and verdicts) defaults to the profile's before resolve: declared CUDA only.
     """
     scripts = scripts_dir if scripts_dir is not None else ROOT / "scripts"
     out_dir = Path(out_dir)
     env = _environment()
-    ctx = context(plan, scripts, target)
+    ctx = context(plan, scripts, target, advert)
     try:
         with _terminate_cleanly():
             return _render(plan, out_dir, scripts, env, ctx)
@@ -374,6 +388,8 @@ def _render(plan: BuildPlan, out_dir: Path, scripts: Path, env: jinja2.Environme
         expectations = json.dumps(plan.expectations(), indent=2, sort_keys=True)
         files.append(_write(tmp / "expectations.json", expectations + "\n"))
         files += _copy_scripts(scripts, tmp / "scripts")
+        advert = json.dumps(ctx["advert"], indent=2, sort_keys=True)
+        files.append(_write(tmp.joinpath(*advertise.FILE), advert + "\n"))
         tmp.chmod(0o755)
         _swap(tmp, out_dir)
     except BaseException:

@@ -6,8 +6,10 @@
 # built module), not what was asked for: profile, build id, OS, kernels, the
 # driver (version from `modinfo -F version` of the module; null on an image
 # without one, GOLDEN_DRIVER_BRANCH unset), CUDA toolkit, container toolkit,
-# runtime, and `packages`: name -> installed version for every held package
-# and every package built from the driver's sources.
+# runtime, the workloads golden advertises (each with its digest and the
+# gate's verdict) with the driver's CUDA ceiling, and `packages`: name ->
+# installed version for every held package and every package built from the
+# driver's sources.
 #
 # This step gathers and checks the facts; scripts/release.py turns them into
 # JSON (json.dump), and golden-gpu-check reads it back with python3.
@@ -166,6 +168,8 @@ fi
 mapfile -t recorded < <(printf '%s\n' "${holds[@]}" "${!from_source[@]}" | sed '/^$/d' | sort -u)
 
 command -v python3 >/dev/null 2>&1 || die "python3 is not on the image: cannot write release.json"
+advert=$GOLDEN_STAGE/scripts/workloads.json
+[[ -f $advert ]] || die "no $advert: golden renders it with the scripts (render again)"
 manifest=$(
     for name in "${recorded[@]}"; do
         printf '%s\t%s\n' "$name" "${version_of[$name]}"
@@ -175,7 +179,7 @@ manifest=$(
         ctk_version="$ctk_version" ctk_package_version="$ctk_package_version" \
         cdi="$cdi" cdi_refresh="$cdi_refresh" \
         runtime_package="$runtime_package" runtime_version="$runtime_version" \
-        fm_package="$fm_package" fm_version="$fm_version"
+        fm_package="$fm_package" fm_version="$fm_version" advert="$advert"
 ) || die "release.py could not make release.json (see above)"
 put_file 0644 /etc/golden/release.json <<<"$manifest"
 

@@ -11,7 +11,10 @@ prints the manifest on stdout; 90-release writes it atomically. Its inputs:
 - what was asked: the GOLDEN_* environment (already checked by the step);
 - what is there, as 90-release read it off the image (dpkg-query, modinfo),
   as ``FACT=VALUE`` arguments (lists are space-separated words);
-- PACKAGES on stdin: ``name<TAB>version`` lines, the recorded packages.
+- PACKAGES on stdin: ``name<TAB>version`` lines, the recorded packages;
+- ``advert=FILE``: what golden advertises about the containers the image runs
+  (golden/advertise.py writes it as scripts/workloads.json): the driver's CUDA
+  ceiling and each workload's name, image, digest, CUDA version and verdict.
 
 The image has a driver when GOLDEN_DRIVER_BRANCH is set; without one
 ``driver`` is ``null``. A new layer adds its fields here, in one place.
@@ -29,8 +32,10 @@ FACTS = (
     "kernels", "driver_version", "module_kernels",
     "cuda_toolkit", "cuda_package", "cuda_version",
     "ctk_version", "ctk_package_version", "cdi", "cdi_refresh",
-    "runtime_package", "runtime_version", "fm_package", "fm_version",
+    "runtime_package", "runtime_version", "fm_package", "fm_version", "advert",
 )
+#: The keys of one advertised workload, in the manifest's order.
+WORKLOAD_KEYS = ("name", "image", "digest", "cuda", "verdict")
 
 
 def _opt(value: str) -> str | None:
@@ -59,8 +64,31 @@ def _packages(lines: list[str]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def _advert(path: str) -> dict[str, object]:
+    """The advert file, checked for shape (golden wrote it; a broken one stops the bake)."""
+    if not path:
+        return {"cuda_ceiling": None, "workloads": []}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"release.py: cannot read the advert {path}: {exc}") from None
+    ceiling = data.get("cuda_ceiling") if isinstance(data, dict) else None
+    items = data.get("workloads") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not (ceiling is None or isinstance(ceiling, str)) or not isinstance(items, list):
+        raise SystemExit(f"release.py: {path}: expected {{cuda_ceiling, workloads: [...]}}")
+    workloads = []
+    for item in items:
+        if (not isinstance(item, dict) or set(item) != set(WORKLOAD_KEYS)
+                or not all(v is None or isinstance(v, str) for v in item.values())):
+            raise SystemExit(f"release.py: {path}: a workload is not {{{', '.join(WORKLOAD_KEYS)}}}: {item!r}")
+        workloads.append({k: item[k] for k in WORKLOAD_KEYS})
+    return {"cuda_ceiling": ceiling, "workloads": workloads}
+
+
 def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str]) -> dict[str, object]:
     """The manifest's content: the keys and their order are the schema."""
+    advert = _advert(facts["advert"])
     driver: dict[str, object] | None = None
     if env.get("GOLDEN_DRIVER_BRANCH"):
         driver = {
@@ -70,6 +98,7 @@ def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str
             "source": _opt(env.get("GOLDEN_DRIVER_SOURCE", "")),
             "module": env.get("GOLDEN_MODULE_NAME", ""),
             "kernels": facts["module_kernels"].split(),
+            "cuda_ceiling": advert["cuda_ceiling"],
         }
     return {
         "schema": SCHEMA,
@@ -90,6 +119,7 @@ def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str
         "fabric_manager": {"enabled": bool(facts["fm_package"]), "package": _opt(facts["fm_package"]),
                            "version": _opt(facts["fm_version"])},
         "persistence": env.get("GOLDEN_PERSISTENCE") == "true",
+        "workloads": advert["workloads"],
         "packages": packages,
     }
 

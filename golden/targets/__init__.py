@@ -59,6 +59,8 @@ class Target(Protocol):
     packer_source: str
     #: Its artifacts are machine images that `invoke publish` shares (only cloud targets).
     publishable: bool
+    #: How many tags its images may carry (AWS: 50 per AMI); None: its artifacts carry none.
+    max_tags: int | None
 
     def check(self) -> None:
         """Refuse a bad environment before anything is rendered or written."""

@@ -41,6 +41,7 @@ class AmazonEbs:
     kind = "amazon-ebs"
     packer_source = "amazon-ebs.image"
     publishable = True
+    max_tags = 50    # AWS's limit of user tags per AMI
 
     def check(self) -> None:
         builder_cidr()  # refuse a bad GOLDEN_BUILDER_CIDR before anything is written

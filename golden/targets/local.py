@@ -173,6 +173,7 @@ class Local:
     kind = "local"
     packer_source = "null.local"
     publishable = False
+    max_tags: int | None = None
     output = Output.ROOTFS
 
     def check(self) -> None:

@@ -186,6 +186,7 @@ class Image:
         self.root.mkdir()
         self.stubs.mkdir()
         shutil.copytree(SCRIPTS, self.stage / "scripts")
+        self.advert(None, [])
         self.log.touch()
         self.stub("dpkg-query", DPKG_QUERY, python=True)
         self.stub("modinfo", MODINFO, python=True)
@@ -196,6 +197,11 @@ class Image:
             self.stub(name, LOGGING)
         self.packages([])
         self.modules({})
+
+    def advert(self, ceiling: str | None, workloads: list[dict[str, str | None]]) -> None:
+        """What golden renders as scripts/workloads.json (golden/advertise.py)."""
+        (self.stage / "scripts" / "workloads.json").write_text(
+            json.dumps({"cuda_ceiling": ceiling, "workloads": workloads}))
 
     def stub(self, name: str, body: str, *, python: bool = False) -> None:
         path = self.stubs / name

@@ -119,8 +119,9 @@ def test_render_copies_whatever_scripts_holds_by_default(tmp_path: Path) -> None
     want = sorted(str(p.relative_to(source)) for p in source.rglob("*")
                   if p.is_file() and not any(part.startswith(".") or part == "__pycache__"
                                              for part in p.relative_to(source).parts))
+    # ... and the advert golden/advertise.py renders beside them (90-release reads it).
     assert sorted(str(p.relative_to(out / "scripts")) for p in (out / "scripts").rglob("*")
-                  if p.is_file()) == want
+                  if p.is_file()) == sorted([*want, "workloads.json"])
 
 
 def test_provisioners_follow_the_scripts_in_numeric_order(tmp_path: Path, scripts: Path) -> None:
@@ -192,7 +193,7 @@ def test_no_scripts_means_no_steps(tmp_path: Path) -> None:
     render.render(plan_of("h100-r595"), out, scripts_dir=empty)
     kinds = [k for k, _ in provisioners(out)]
     assert kinds == ["shell", "file", "shell-local", "file"]   # cloud-init/ staged
-    assert (out / "scripts").is_dir() and not any((out / "scripts").iterdir())
+    assert [p.name for p in (out / "scripts").iterdir()] == ["workloads.json"]   # only the advert
 
 
 def test_script_environment_is_the_plan_env_plus_build_id(tmp_path: Path, scripts: Path) -> None:

@@ -42,9 +42,15 @@ def test_release_debian(image: Image) -> None:
     image.file("/etc/cloud/cloud.cfg", "")
     (image.stage / "cloud-init").mkdir()
     (image.stage / "cloud-init" / "first-boot.cfg").write_text("#cloud-config\n{}\n")
+    workloads: list[dict[str, str | None]] = [
+        {"name": "trainer", "image": "127.0.0.1:5000/t/trainer:1", "digest": "sha256:" + "a" * 64,
+         "cuda": "12.9", "verdict": "warning[workload-cuda-minor-above-driver]"},
+        {"name": "solver", "image": None, "digest": None, "cuda": "12.2", "verdict": "ok"}]
+    image.advert("12.2", workloads)
     ok(image.run("90-release.sh", env))
     data = release(image)
     assert data["schema"] == 1
+    assert data["workloads"] == workloads
     assert data["profile"] == "local-debian12-r535"
     assert data["build_id"] == BUILD_ID
     assert data["os"] == {"id": "debian-12", "family": "debian", "codename": "bookworm",
@@ -52,7 +58,7 @@ def test_release_debian(image: Image) -> None:
     assert data["kernel"] == {"pinned": DEBIAN_KERNEL, "installed": [DEBIAN_KERNEL]}
     assert data["driver"] == {"branch": "535", "version": "535.261.03", "flavor": "open",
                               "source": "distro", "module": "nvidia-current-open",
-                              "kernels": [DEBIAN_KERNEL]}
+                              "kernels": [DEBIAN_KERNEL], "cuda_ceiling": "12.2"}
     assert data["cuda"] == {"toolkit": None, "package": None, "version": None}
     assert data["container_toolkit"] == {"version": None, "package_version": None,
                                          "cdi": False, "cdi_refresh": False}
@@ -90,11 +96,14 @@ def test_release_debian(image: Image) -> None:
 def test_release_ubuntu_and_idempotent(image: Image) -> None:
     need("systemctl")
     env = ubuntu_image(image)
+    image.advert("13.2", [])
     ok(image.run("90-release.sh", env))
     data = release(image)
     assert data["kernel"] == {"pinned": None, "installed": [UBUNTU_KERNEL]}
     assert data["driver"] == {"branch": "595", "version": "595.58.03", "flavor": "open",
-                              "source": "nvidia", "module": "nvidia", "kernels": [UBUNTU_KERNEL]}
+                              "source": "nvidia", "module": "nvidia", "kernels": [UBUNTU_KERNEL],
+                              "cuda_ceiling": "13.2"}
+    assert data["workloads"] == []
     assert data["container_toolkit"] == {"version": "1.19.0", "package_version": "1.19.0-1",
                                          "cdi": True, "cdi_refresh": True}
     assert data["fabric_manager"] == {"enabled": True, "package": "nvidia-fabricmanager",
@@ -111,6 +120,19 @@ def test_release_ubuntu_and_idempotent(image: Image) -> None:
     assert image.tree() == before
     assert "unchanged /etc/golden/release.json" in second.stderr
     assert "holds unchanged" in second.stderr
+
+
+@pytest.mark.parametrize("advert", ["[]", "{\"cuda_ceiling\": 12, \"workloads\": []}",
+                                    "{\"cuda_ceiling\": null, \"workloads\": [{\"name\": \"x\"}]}", None])
+def test_release_refuses_a_broken_advert(image: Image, advert: str | None) -> None:
+    env = debian_image(image)
+    path = image.stage / "scripts" / "workloads.json"
+    if advert is None:
+        path.unlink()
+    else:
+        path.write_text(advert)
+    assert "workloads.json" in failed(image.run("90-release.sh", env))
+    assert not image.path("/etc/golden/release.json").exists()
 
 
 @pytest.mark.parametrize("case", ["module-version", "missing-hold", "no-module", "hostile-id"])
