@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+import tempfile
 from pathlib import Path
 
-from golden import boottest, gate, gate_workloads, lockfile, matrix, packer, render
+from golden import boottest, gate, gate_workloads, lockfile, matrix, packer, probeplan, render
 from golden.build import build as run_build
 from golden.errors import GoldenError, Several
 from golden.files import sha256_file, shown
@@ -151,17 +152,32 @@ def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
     """Render the profile's expectations and run the verification suite against ``host``."""
     host_args(host)  # refuse a bad host before anything is rendered or written
     kb = load_kb()
-    plan = gated_plan(name, kb)
+    # The workloads' images as the lock resolved them: their CUDA runtimes are probed too.
+    resolved = (lockfile.load()["profiles"].get(name) or {}).get("resolved") or {}
+    workloads = [WorkloadFacts.from_json(w) for w in resolved["workloads"]] if "workloads" in resolved else None
+    plan = gated_plan(name, kb, resolved_workloads=workloads)
     out_dir = BUILD / name
     render.render(plan, out_dir)
     report_path = out_dir / f"verify-report-{phase}.json"
-    with step(f"Verifying {host} against {name} ({phase} phase)"):
+    with step(f"Verifying {host} against {name} ({phase} phase)"), \
+            tempfile.TemporaryDirectory(prefix="golden-probe-") as scratch:
+        uploads = _probe_uploads(plan, out_dir, Path(scratch)) if phase != "bake" and host.startswith("ssh://") else []
         report = run_verify(out_dir / "expectations.json", host, phase, report_path,
-                            ssh_key=Path(ssh_key) if ssh_key else None)
+                            ssh_key=Path(ssh_key) if ssh_key else None, uploads=uploads)
     if not report.passed:
         raise GoldenError(f"{len(report.failed)} check(s) failed; report in {shown(report_path)}",
                           where="verify")
     return f"{report.summary()}; report in {shown(report_path)}"
+
+
+def _probe_uploads(plan: BuildPlan, out_dir: Path, scratch: Path) -> list[tuple[Path, str]]:
+    """The CUDA runtimes the profile's probe loads (fetched into the cache as the bake does),
+    for a booted host, where the bake's cleanup removed them."""
+    if not (plan.layer("driver") and plan.cuda_uses):
+        return []
+    with step("Fetching the CUDA runtimes the probe loads on the host"):
+        probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
+    return probeplan.boot_uploads(out_dir, scratch)
 
 
 def boot_test(name: str, *, build_root: Path = BUILD, lock_path: Path | None = None) -> str:

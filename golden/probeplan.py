@@ -16,8 +16,9 @@ and its resolved workloads into that list, and the expectations' entries.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from golden import cudart
@@ -28,6 +29,8 @@ from golden.workloads import WorkloadFacts
 #: removed with /tmp/golden by 99-cleanup) and where the image sees them.
 STAGED = ("scripts", "cudart")
 REMOTE = "/tmp/golden/scripts/cudart"
+#: The probe itself, beside them (golden.cudaprobe.PROBE_SCRIPT on the image).
+PROBE = "cuda-probe.py"
 
 #: (CUDA MAJOR.MINOR, who needs it) in first-seen order.
 Uses = tuple[tuple[str, tuple[str, ...]], ...]
@@ -73,3 +76,19 @@ def stage(uses: Uses, build_dir: Path, arch: str) -> list[str]:
     cudart.stage([m for m, _ in probed], into=build_dir.joinpath(*STAGED), arch=arch,
                  uses={m: list(n) for m, n in probed}, remote=REMOTE)
     return [m for m, _ in probed]
+
+
+def boot_uploads(build_dir: Path, scratch: Path) -> list[tuple[Path, str]]:
+    """What a machine made from the finished image needs for the probe (its cleanup removed
+    /tmp/golden): the staged runtimes and the probe, as ``run_verify``'s ``uploads``.
+
+    Empty when the build staged no runtime (then the checks say "not on this machine").
+    """
+    staged = build_dir.joinpath(*STAGED)
+    probe = build_dir / "scripts" / PROBE
+    if not staged.is_dir() or not probe.is_file():
+        return []
+    kit = scratch / "probe-kit"
+    shutil.copytree(staged, kit / STAGED[-1])
+    shutil.copyfile(probe, kit / PROBE)
+    return [(kit, str(PurePosixPath(REMOTE).parent))]

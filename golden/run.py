@@ -24,6 +24,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from golden.errors import MASK, MaskingFilter, Secret, StepFailed, shown_arg
 
@@ -91,27 +92,22 @@ def _require(argv: Sequence[str | Path], env: Mapping[str, str] | None) -> list[
 
 def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
         env: Mapping[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
-        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        stdin_file: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; raise :class:`StepFailed` with a one-line reason when ``check``.
 
     Output is captured as text by default; on failure the last lines of stderr
-    are part of the message.
+    are part of the message. Standard input is ``input`` (text), ``stdin_file``
+    (bytes, e.g. a tar stream for ssh) or nothing.
     """
     args = _require(argv, env)
     shown = echo(argv)
     log.debug("running %s", shown)
     try:
-        proc = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL if input is None else None,
-            input=input,
-            capture_output=capture,
-            text=True,
-            env=dict(env) if env is not None else base_env(),
-            cwd=cwd,
-            timeout=timeout,
-            check=False,
-        )
+        with contextlib.ExitStack() as files:
+            stdin: Any = subprocess.DEVNULL if input is None else None
+            if stdin_file is not None:
+                stdin = files.enter_context(stdin_file.open("rb"))
+            proc = _run(args, stdin, input, capture, env, cwd, timeout)
     except subprocess.TimeoutExpired:
         raise StepFailed(f"timed out after {timeout:.0f}s: {shown}", where=shown_arg(argv[0])) from None
     if check and proc.returncode != 0:
@@ -120,6 +116,13 @@ def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True,
         detail = f": {' | '.join(tail)}" if tail else ""
         raise StepFailed(describe_failure(argv, proc.returncode) + detail, where=shown[:120])
     return proc
+
+
+def _run(args: list[str], stdin: Any, input: str | None, capture: bool, env: Mapping[str, str] | None,
+         cwd: Path | None, timeout: float | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, stdin=stdin, input=input, capture_output=capture, text=True,
+                          env=dict(env) if env is not None else base_env(), cwd=cwd, timeout=timeout,
+                          check=False)
 
 
 def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,

@@ -23,12 +23,15 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shlex
 import sys
+import tarfile
 import tempfile
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from golden import ROOT
@@ -201,12 +204,17 @@ def ssh_key_from_env() -> Iterator[Path | None]:
 
 
 def run_verify(expectations: Path, host: str, phase: str, report: Path, *,
-               ssh_key: Path | None = None) -> Report:
+               ssh_key: Path | None = None, uploads: Sequence[tuple[Path, str]] = ()) -> Report:
     """Run the suite for ``phase`` on ``host``; write and return the report.
 
     Prints ``FAILED check NAME: expected E, actual A`` per failed check and a
     ``verification: N passed, M failed`` line. Raises :class:`GoldenError` when
     the suite could not run at all (bad host spec, no report written).
+
+    ``uploads`` (local directory, absolute remote directory) are copied to an
+    ``ssh://`` host before the suite runs and removed after it, whatever the
+    outcome: what a check needs there for a while (the CUDA runtimes the probe
+    loads, golden/probeplan.py) and nothing that stays.
     """
     if phase not in PHASES:
         raise GoldenError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}", key="phase")
@@ -228,12 +236,13 @@ def run_verify(expectations: Path, host: str, phase: str, report: Path, *,
                 f"--golden-expectations={expectations.resolve()}", f"--golden-phase={phase}",
                 f"--golden-report={report}", f"--golden-host={host}",
                 *host_args(host, ssh_config=ssh_config, ssh_key=ssh_key)]
-        try:
-            proc = run(argv, check=False, cwd=ROOT, env=base_env({"PYTHONDONTWRITEBYTECODE": "1"}),
-                       timeout=SUITE_TIMEOUT_S)
-        finally:
-            if host.startswith("ssh://"):
-                _close_ssh_master(host, ssh_config)
+        # On the way out (last registered runs first): the uploads go, then the shared connection.
+        if host.startswith("ssh://"):
+            stack.callback(_close_ssh_master, host, ssh_config)
+        if uploads:
+            _upload(host, ssh_config, ssh_key, uploads, ssh_dir, stack)
+        proc = run(argv, check=False, cwd=ROOT, env=base_env({"PYTHONDONTWRITEBYTECODE": "1"}),
+                   timeout=SUITE_TIMEOUT_S)
     if not report.is_file():
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise StepFailed(f"verification suite wrote no report (pytest exit {proc.returncode}): "
@@ -243,6 +252,43 @@ def run_verify(expectations: Path, host: str, phase: str, report: Path, *,
         print(check.line(), file=sys.stderr)
     print(result.summary(), file=sys.stderr)
     return result
+
+
+def _ssh_argv(host: str, ssh_config: Path, ssh_key: Path | None, command: str) -> list[str]:
+    url = urllib.parse.urlsplit(host)
+    argv = ["ssh", "-F", str(ssh_config)]
+    if url.port:
+        argv += ["-p", str(url.port)]
+    if ssh_key is not None:
+        argv += ["-i", str(ssh_key)]
+    return [*argv, f"{url.username}@{url.hostname}" if url.username else str(url.hostname), command]
+
+
+def _upload(host: str, ssh_config: Path, ssh_key: Path | None, uploads: Sequence[tuple[Path, str]],
+            scratch: Path, stack: contextlib.ExitStack) -> None:
+    """Copy each local directory to its remote one (a tar stream over ssh: the image needs
+    only tar, no sftp-server); ``stack`` removes them again, however far this got."""
+    if not host.startswith("ssh://"):
+        raise GoldenError("files can be put only on an ssh:// host for verification", key="host")
+    remote: list[str] = []
+
+    def remove() -> None:
+        if remote:
+            with contextlib.suppress(GoldenError):
+                run(_ssh_argv(host, ssh_config, ssh_key, "rm -rf " + " ".join(remote)), check=False, timeout=60)
+
+    stack.callback(remove)
+    for local, where in uploads:
+        if not PurePosixPath(where).is_absolute() or not re.fullmatch(r"[A-Za-z0-9_./-]+", where):
+            raise GoldenError(f"not an absolute plain path: {where!r}", where="verify")
+        stream = scratch / "upload.tar"
+        with tarfile.open(stream, "w") as tar:
+            tar.add(local, arcname=".")
+        quoted = shlex.quote(where)
+        remote.append(quoted)
+        run(_ssh_argv(host, ssh_config, ssh_key, f"rm -rf {quoted} && mkdir -p {quoted} && tar -xf - -C {quoted}"),
+            stdin_file=stream, timeout=300)
+        stream.unlink()
 
 
 def _close_ssh_master(host: str, ssh_config: Path) -> None:

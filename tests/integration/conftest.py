@@ -1,17 +1,51 @@
 """The session's one real bake, shared by the bake and boot tests.
 
 The real bake of ``local-debian12-r535`` (Debian's archive, DKMS, a QEMU boot)
-takes minutes, so it runs once per test session (with two workloads declared in
-the workspace's copy of the profile, so the bake probes their CUDA runtimes
-against the image's real libcuda): ``test_bake.py`` checks what it
-produced and ``test_boottest.py`` boots its artifact again with planted faults.
+takes minutes, so it runs once per test session: ``test_bake.py`` checks what
+it produced and ``test_boottest.py`` boots its artifact again with planted
+faults. The workspace's copy of the profile lists two workloads, so the bake
+probes their CUDA runtimes against the image's real libcuda (and the boot test
+again in the booted guest): one declared (CUDA 12.2), one a real image in a
+registry on 127.0.0.1 (CUDA 12.9), which resolve pins by digest.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
+from tests.conftest import require_tool
 from tests.integration.workspace import R535, WORKLOADS, Baked, Workspace, assert_nothing_left, need_root_and_bake_tools
+from tests.ociimage import Layout, cuda_image
+from tests.registry import local_registry, push, skopeo_env
+
+
+@contextmanager
+def trainer_image(root: Path) -> Iterator[str]:
+    """A CUDA 12.9 image (``trainer:12.9``) in a registry on 127.0.0.1, seen by golden's skopeo
+    (and nothing else) for as long as the block runs; yields its reference."""
+    require_tool("skopeo")
+    layout = Layout(root / "oci")
+    layout.tag("12.9", [cuda_image("12.9.1")])
+    with local_registry(root / "registry") as reg:
+        env = skopeo_env(reg.registries_conf())
+        ref = push(root / "oci", "12.9", reg, "team/trainer", env)
+        keys = ("CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG")
+        saved = {k: os.environ.get(k) for k in keys}
+        os.environ.update({k: env[k] for k in keys[:2]})
+        os.environ.pop("DOCKER_CONFIG", None)
+        try:
+            yield ref
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +56,8 @@ def r535_bake(tmp_path_factory: pytest.TempPathFactory) -> Baked:
     """
     need_root_and_bake_tools()
     ws = Workspace(tmp_path_factory.mktemp("r535"))
-    ws.add_workloads(R535, WORKLOADS)
-    summary = ws.bake(R535)
+    with trainer_image(tmp_path_factory.mktemp("r535-registry")) as trainer:
+        ws.add_workloads(R535, [*WORKLOADS, {"name": "trainer-12-9", "image": trainer}])
+        summary = ws.bake(R535)
     assert_nothing_left(ws)
     return Baked(ws, summary)

@@ -81,6 +81,28 @@ def test_local_debian12_r535_bakes_and_verifies(r535_bake: Baked) -> None:
     assert "earlier" in lockfile.load(ws.lock)["profiles"]      # the other entry is kept
 
 
+def test_the_build_advertises_its_ceiling_and_workloads(r535_bake: Baked) -> None:
+    """release.json and the lock's build entry: the CUDA ceiling, each workload's digest (the
+    image from the registry on 127.0.0.1, pinned by resolve) and verdict, and what the probe
+    measured on the image."""
+    entry = lockfile.load(r535_bake.ws.lock)["profiles"][R535]
+    build_entry = entry["builds"][0]
+    assert build_entry["gpu"] == "l40s"
+    assert build_entry["driver"] == {"branch": "535", "version": "535.261.03", "cuda_ceiling": "12.2"}
+    by_name = {w["name"]: w for w in build_entry["workloads"]}
+    assert set(by_name) == {"solver-12-2", "trainer-12-9"}
+    trainer = by_name["trainer-12-9"]
+    resolved = {w["name"]: w for w in entry["resolved"]["workloads"]}
+    assert trainer["digest"] == resolved["trainer-12-9"]["digest"] and trainer["digest"].startswith("sha256:")
+    assert (trainer["cuda"], trainer["verdict"]) == ("12.9", "warning[workload-cuda-minor-above-driver]")
+    assert trainer["probe"]["passed"] and "cudaErrorNoDevice" in trainer["probe"]["detail"]
+    assert by_name["solver-12-2"]["verdict"] == "ok" and by_name["solver-12-2"]["digest"] is None
+    release = json.loads((r535_bake.artifact.parent / "release.json").read_text())
+    assert release["driver"]["cuda_ceiling"] == "12.2"
+    assert [(w["name"], w["digest"]) for w in release["workloads"]] == [
+        ("solver-12-2", None), ("trainer-12-9", trainer["digest"])]
+
+
 def test_a_workload_needing_a_newer_cuda_major_is_refused_before_the_bake(ws: Workspace) -> None:
     """CUDA 13 on R535 (ceiling 12.2): the gate stops it; nothing is baked, locked or fetched."""
     ws.add_workloads(R535, [{"name": "trainer-13", "cuda": "13.0"}])
@@ -102,6 +124,11 @@ def test_the_bake_booted_the_image_and_the_module_fits_its_kernel(r535_bake: Bak
     assert (module["actual"], module["passed"]) == ("no-device", True), module
     assert "No NVIDIA GPU found" in module["detail"] or "No such device" in module["detail"]
     assert checks["gpu-check-status"]["actual"] == "no-gpu"
+    # The probe again, in the booted guest with the module loaded (the runtimes uploaded for it).
+    assert checks["driver-cuda-version"]["passed"], checks["driver-cuda-version"]
+    for cuda in ("12.2", "12.9"):
+        probe = checks[f"cuda-runtime[{cuda}]"]
+        assert probe["passed"] and "cudaErrorNoDevice" in probe["detail"], probe
     # Reported either way; only target.secure_boot makes an untrusted signature an error.
     assert checks[f"module-signature[{MODULE}]"]["actual"].startswith(("unsigned", "signed by"))
     assert checks["cloud-init"]["passed"] and checks["cloud-init"]["actual"] == "done"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 from dataclasses import replace
+from pathlib import Path
 
 from golden import probeplan
 from golden.kb import load
@@ -51,3 +52,16 @@ def test_the_plan_lists_the_probes_only_where_there_is_a_driver() -> None:
     assert make_plan(load_profile("local-debian12-r535", kb=KB), KB).expectations()["cuda_probe"] == []
     driverless = replace(p, driver=None, persistence=False)
     assert make_plan(driverless, KB).expectations()["cuda_probe"] == []
+
+
+def test_boot_uploads_carry_the_staged_runtimes_and_the_probe(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    assert probeplan.boot_uploads(build, tmp_path) == []          # nothing staged: nothing to upload
+    (build / "scripts" / "cudart" / "12.2").mkdir(parents=True)
+    (build / "scripts" / "cudart" / "12.2" / "libcudart.so.12").write_bytes(b"lib")
+    (build / "scripts" / "cuda-probe.py").write_text("probe")
+    (build / "scripts" / "40-driver.sh").write_text("not uploaded")
+    [(kit, remote)] = probeplan.boot_uploads(build, tmp_path / "scratch")
+    assert remote == "/tmp/golden/scripts"
+    assert sorted(str(p.relative_to(kit)) for p in kit.rglob("*") if p.is_file()) == [
+        "cuda-probe.py", "cudart/12.2/libcudart.so.12"]

@@ -361,3 +361,29 @@ def test_ssh_run_with_key_file_and_key_in_env(tmp_path: Path, sshd: tuple[str, P
                     env={"GOLDEN_SSH_PRIVATE_KEY": key.read_text()})
     assert proc.returncode == 1
     assert _statuses(tmp_path / "env.json") == status
+
+
+@pytest.mark.integration
+def test_uploads_reach_the_host_and_are_removed_after(tmp_path: Path, sshd: tuple[str, Path]) -> None:
+    """run_verify's ``uploads``: a tar stream over the suite's own ssh settings, gone afterwards
+    (the sshd is this machine's, so the 'remote' directory is visible here)."""
+    import contextlib
+
+    from golden.verify import _upload, ssh_config_text
+
+    host, key = sshd
+    local = tmp_path / "kit"
+    (local / "cudart" / "12.2").mkdir(parents=True)
+    (local / "cudart" / "12.2" / "libcudart.so.12").write_bytes(b"\x7fELF\x00binary")
+    (local / "cuda-probe.py").write_text("print('probe')\n")
+    remote = tmp_path / "remote" / "golden" / "scripts"
+    ssh_dir = tmp_path / "ssh"
+    ssh_dir.mkdir()
+    (ssh_dir / "config").write_text(ssh_config_text(ssh_dir))
+    with contextlib.ExitStack() as stack:
+        _upload(host, ssh_dir / "config", key, [(local, str(remote))], ssh_dir, stack)
+        assert (remote / "cudart" / "12.2" / "libcudart.so.12").read_bytes() == b"\x7fELF\x00binary"
+        assert (remote / "cuda-probe.py").read_text() == "print('probe')\n"
+    assert not remote.exists()
+    with pytest.raises(GoldenError, match="absolute plain path"), contextlib.ExitStack() as stack:
+        _upload(host, ssh_dir / "config", key, [(local, "relative; rm -rf /")], ssh_dir, stack)
