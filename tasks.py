@@ -218,6 +218,19 @@ def boot_test_(c: Context, profile: str) -> str:
     return commands.boot_test(profile)
 
 
+@task(help={"image": "a container image reference (registry/path:tag or @sha256:...)",
+            "profile": "only this profile (default: every profile, and every promoted build)",
+            "channel": "only the builds this channel points at in images.lock",
+            "json": "JSON for machines"})
+@_cli
+def compat(c: Context, image: str, profile: str | None = None, channel: str | None = None,
+           json: bool = False) -> str:
+    """Which profiles and promoted builds run a container image: verdict, CUDA and ceiling per line."""
+    from golden import compat as compat_
+
+    return compat_.compat_cmd(image, profile, channel, as_json=json)
+
+
 lock_ns = Collection("lock", lock_resolve, lock_diff, lock_check)
 
 
@@ -263,3 +276,4 @@ ns.add_task(revoke_)
 ns.add_collection(lock_ns)
 ns.add_collection(setup_ns)
 ns.add_task(boot_test_)
+ns.add_task(compat)
