@@ -62,7 +62,10 @@ class Check:
         return "skipped" if self.skipped else "passed" if self.passed else "failed"
 
     def line(self) -> str:
-        return f"FAILED check {self.name}: expected {self.expected}, actual {self.actual}"
+        """``FAILED check NAME: expected E, actual A``, then the check's detail (what it saw, e.g.
+        the workload, both CUDA versions and the CUDA error), up to 300 characters."""
+        detail = f" ({self.detail[:300]}{'…' if len(self.detail) > 300 else ''})" if self.detail else ""
+        return f"FAILED check {self.name}: expected {self.expected}, actual {self.actual}{detail}"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status}

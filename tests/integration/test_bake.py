@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 
 from golden import ROOT, lockfile
 from golden.errors import GoldenError
+from golden.kb import load as load_kb
 from tests.fakerepo import FakeDriver, FakeToolkit, RepoServer, SigningKey, build_repo, signing_key
 from tests.integration.workspace import R535, Baked, Workspace, assert_nothing_left, need_root_and_bake_tools
 
@@ -111,6 +113,31 @@ def test_a_workload_needing_a_newer_cuda_major_is_refused_before_the_bake(ws: Wo
         ws.bake(R535)
     assert ws.snapshot(R535) == before
     assert not (ws.build_root / R535 / "scripts" / "cudart").exists()
+
+
+def test_a_workload_the_gate_let_through_that_the_driver_refuses_fails_the_bake(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: golden's data claims R535 runs CUDA 13.0 (the data is wrong). The gate lets a
+    CUDA 13.0 workload through; the image's real libcuda refuses its runtime, and the build
+    fails naming the workload, both CUDA versions and the CUDA error; lock and artifacts
+    stay as they were."""
+    kb = load_kb()
+    wrong = replace(kb, branches={**kb.branches, "535": replace(kb.branches["535"], max_cuda="13.0")})
+    monkeypatch.setattr("golden.build.load_kb", lambda: wrong)
+    ws.add_workloads(R535, [{"name": "trainer-13", "cuda": "13.0"}])
+    art = ws.plant_earlier_artifacts(R535)
+    before = ws.snapshot(R535)
+    with pytest.raises(GoldenError) as info:
+        ws.bake(R535)
+    line = info.value.line()
+    assert "cuda-runtime[13.0]" in line and "trainer-13" in line, line
+    assert "CUDA 13.0 runtime on a driver of CUDA 12.2" in line and "cudaErrorInsufficientDriver" in line, line
+    report = json.loads((ws.build_root / R535 / "verify-report.json").read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    # The driver's own answer disagrees with the (planted) data, and says so with both numbers.
+    assert not checks["driver-cuda-version"]["passed"]
+    assert "12.2" in checks["driver-cuda-version"]["actual"] and "13.0" in checks["driver-cuda-version"]["expected"]
+    assert ws.snapshot(R535) == before and art.is_dir()
 
 
 def test_the_bake_booted_the_image_and_the_module_fits_its_kernel(r535_bake: Baked) -> None:
