@@ -16,6 +16,12 @@
 # that only concerns a kernel outside the image is tolerated once every image
 # kernel has its module.
 #
+# When golden offers its module cache (local bakes, scripts/lib/modcache.sh),
+# the packages go in with the hook off, and each image kernel's module is
+# loaded from a cache entry whose key matches (`dkms ldtarball`, `dkms
+# install`: installed as DKMS installs what it built) or else compiled and
+# handed to the cache. EC2 bakes are offered no cache and compile.
+#
 # golden-layer: driver
 # shellcheck source=lib.sh
 set -euo pipefail; GOLDEN_STEP=40-driver; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
@@ -61,7 +67,7 @@ mapfile -t kernels < <(target_kernels)
 for k in "${kernels[@]}"; do
     [[ -e $ROOT/lib/modules/$k/build/include ]] || die "no headers for $k in /lib/modules/$k/build"
 done
-log "building the module for: ${kernels[*]}"
+log "the driver module is for: ${kernels[*]}"
 
 module_present() {
     local -a base=()
@@ -112,6 +118,54 @@ build_module() {
     die "the $module module did not build for kernel $kver: see $where"
 }
 
+# install_without_autoinstall PKG...: apt-get install with DKMS's package
+# hook switched off (/etc/dkms/no-autoinstall: common.postinst exits before
+# `dkms add`), so nothing is compiled yet.
+install_without_autoinstall() {
+    local marker=$ROOT/etc/dkms/no-autoinstall
+    install -d -m 0755 "$ROOT/etc/dkms"
+    : >"$marker"
+    trap 'rm -f "$marker"' EXIT
+    apt_get install --allow-downgrades "$no_recommends" "$@" || die "installing $* failed (see the apt-get output above)"
+    rm -f "$marker"
+    trap - EXIT
+}
+
+# cached_module KVER: the module for KVER from the module cache when its key
+# matches an entry; else compiled by DKMS (`dkms add`, then build_module) and
+# handed to the cache. The DKMS module is the one whose source the driver
+# packages put under /usr/src.
+cached_module() {
+    local kver=$1 conf src name version inputs key
+    for conf in "$ROOT"/usr/src/nvidia*-[0-9]*/dkms.conf; do
+        [[ -f $conf ]] || continue
+        src=${conf%/dkms.conf}
+        src=${src##*/}
+        name=${src%-*}
+        version=${src##*-}
+        if ! inputs=$(module_inputs "$name" "$version" "$kver"); then
+            log "module cache: cannot tell the module's $inputs for $kver; compiling without the cache"
+            dkms_add "$name" "$version"
+            build_module "$kver"
+            continue
+        fi
+        key=$(modcache_key "$inputs")
+        if modcache_restore "$name" "$version" "$kver" "$key"; then
+            continue
+        fi
+        log "module cache miss for $kver ($key): compiling"
+        dkms_add "$name" "$version"
+        build_module "$kver"
+        modcache_export "$name" "$version" "$kver" "$key" "$inputs"
+    done
+}
+
+# dkms_add NAME VERSION: what the package hook does first (unless added already).
+dkms_add() {
+    [[ -e $ROOT/var/lib/dkms/$1/$2/source ]] && return 0
+    dkms add -m "$1" -v "$2" || die "dkms add -m $1 -v $2 failed"
+}
+
 # Recommends are left out: dkms recommends a headers metapackage
 # (linux-headers-amd64, linux-headers-generic), which would pull the newest
 # kernel ABI's headers, and DKMS would build for a kernel the image does not
@@ -126,7 +180,12 @@ apt_install "$no_recommends" "${pinning[@]}"
 export autoinstall_all_kernels=y
 log "installing: ${rest[*]}"
 apt_retry install --download-only --allow-downgrades "$no_recommends" "${rest[@]}"
-if ! apt_get install --allow-downgrades "$no_recommends" "${rest[@]}"; then
+if modcache_offered; then
+    # A module cache is offered (local bakes): the packages go in with DKMS's
+    # hook switched off, then each kernel's module is restored from the cache
+    # or compiled (and handed back to it) below.
+    install_without_autoinstall "${rest[@]}"
+elif ! apt_get install --allow-downgrades "$no_recommends" "${rest[@]}"; then
     log "apt-get could not finish the driver install; checking the image's kernels"
     compgen -G "$ROOT/usr/src/nvidia*" >/dev/null ||
         die "installing ${rest[*]} failed (see the apt-get output above)"
@@ -165,6 +224,12 @@ if ((${#extra[@]})); then
     log "removed kernel packages the image does not boot: ${extra[*]}"
 fi
 
+if modcache_offered; then
+    for k in "${kernels[@]}"; do
+        cached_module "$k"
+    done
+    modcache_close_inbox
+fi
 for k in "${kernels[@]}"; do
     build_module "$k"
 done

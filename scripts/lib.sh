@@ -2,7 +2,8 @@
 # lib.sh: helpers shared by golden's provisioning steps (scripts/NN-name.sh),
 # the one file a step sources. The helpers live in scripts/lib/, one concern a
 # file: log (messages), validate (the GOLDEN_* forms), files (the image's
-# tree), apt, dpkg, kernel and systemd.
+# tree), apt, dpkg, kernel, systemd and modcache (the build machine's cache
+# of built driver modules).
 #
 # Packer uploads scripts/ to /tmp/golden/scripts/ and then runs each step from
 # a temporary copy, so a step names itself and sources this file by its
@@ -51,6 +52,8 @@ source "$_golden_lib/dpkg.sh"
 source "$_golden_lib/kernel.sh"
 # shellcheck source=lib/systemd.sh
 source "$_golden_lib/systemd.sh"
+# shellcheck source=lib/modcache.sh
+source "$_golden_lib/modcache.sh"
 unset _golden_lib
 
 # The upload directory and the image's root, checked once for every step.

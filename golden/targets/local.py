@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from golden import packer
+from golden import modcache, packer
 from golden.errors import StepFailed
 from golden.files import sha256_file, shown
 from golden.plan import BuildPlan
@@ -209,9 +209,11 @@ class Local:
                     "ssh_port": str(s.port), "ssh_username": s.user, "ssh_private_key_file": str(s.key),
                     "golden_python": sys.executable, "reboot_pause": "0s",
                 }
+                modcache.offer_to(plan, s.rootfs)
                 with step("Baking with packer (null source over SSH)"):
                     result = packer.build(out_dir, only=self.packer_source, variables=variables,
                                           log_path=out_dir / "packer.log", on_event=progress)
+                modcache.collect(s.rootfs)
                 with step("Exporting the root filesystem"):
                     image = staging / name
                     export(s.rootfs, image)
