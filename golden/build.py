@@ -64,6 +64,8 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
         with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
             staged = probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
         say(f"CUDA runtimes to probe: {', '.join(staged) or 'none known to golden/data/cudart.yaml'}")
+        for line in probeplan.unprobed(plan.cuda_uses, plan.profile.arch.value):
+            say(line)
     with step("Validating with packer validate"):
         packer.validate(out_dir)
     build_id = str(uuid.uuid4())

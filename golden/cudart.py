@@ -7,12 +7,17 @@ libcuda.so.1. Those libraries come from NVIDIA's redistributable wheels
 downloaded by pip on the machine running golden, with pip's own configuration
 (index, mirror, proxy, certificates), and cached::
 
-    build/cache/cudart/12.9.79/nvidia_cuda_runtime_cu12-12.9.79-....whl   the checked wheel
+    build/cache/cudart/12.9.79/nvidia_cuda_runtime_cu12-12.9.79-....whl   the checked wheel (amd64)
     build/cache/cudart/12.9.79/lib/libcudart.so.12                        what the probe loads
+    build/cache/cudart/12.9.79-arm64/...                                  the same for arm64
 
 A cached wheel is used only when its sha256 still matches (anything else is
 downloaded again) and the library is extracted from it afresh each time, so the
 cache can be deleted, truncated or tampered with and never gives a wrong answer.
+
+Not every runtime exists for every architecture (NVIDIA published no aarch64
+wheel before CUDA 12.3, except 11.8): :func:`missing` says so, in the words an
+unknown minor gets, and golden.probeplan leaves such a runtime out of the probe.
 
 >>> entry("12.9")["version"]
 '12.9.79'
@@ -68,25 +73,40 @@ def minor_of(cuda: str) -> str:
     return f"{int(match[1])}.{int(match[2])}"
 
 
+def missing(cuda: str, arch: str = "amd64") -> str | None:
+    """Why there is no runtime of CUDA ``cuda`` for ``arch`` (None when there is one)."""
+    known = table()
+    minor = minor_of(cuda)
+    if minor not in known:
+        listed = ", ".join(sorted(known, key=cuda_tuple))
+        return f"no CUDA runtime known for CUDA {cuda} (golden/data/cudart.yaml has {listed})"
+    spec = known[minor]
+    if arch not in PLATFORMS or not dict(spec["sha256"]).get(arch):
+        platform = PLATFORMS.get(arch, "any platform golden knows")
+        return (f"no {arch} runtime for CUDA {minor} (golden/data/cudart.yaml records no {platform} "
+                f"wheel of {spec['package']} {spec['version']})")
+    return None
+
+
 def entry(cuda: str) -> dict[str, Any]:
     """The wheel that carries CUDA ``cuda``'s runtime; unknown versions name the known ones."""
     known = table()
     minor = minor_of(cuda)
     if minor not in known:
-        listed = ", ".join(sorted(known, key=cuda_tuple))
-        raise GoldenError(f"no CUDA runtime known for CUDA {cuda} (golden/data/cudart.yaml has {listed})",
-                          where="cudart")
+        raise GoldenError(str(missing(cuda)), where="cudart")
     return known[minor]
 
 
 def fetch(cuda: str, cache: Path = CACHE, arch: str = "amd64") -> Path:
-    """The directory holding ``libcudart.so.N`` of CUDA ``cuda`` (MAJOR.MINOR), fetched if needed."""
+    """The directory holding ``libcudart.so.N`` of CUDA ``cuda`` (MAJOR.MINOR), fetched if needed.
+
+    Each arch has its own cache directory: one arch's wheel never evicts the other's."""
     spec = entry(cuda)
-    sha256 = dict(spec["sha256"]).get(arch)
-    if arch not in PLATFORMS or not sha256:
-        raise GoldenError(f"no {arch} wheel of the CUDA {minor_of(cuda)} runtime is recorded "
-                          f"(golden/data/cudart.yaml)", where="cudart")
-    home = Path(cache) / str(spec["version"])
+    reason = missing(cuda, arch)
+    if reason:
+        raise GoldenError(reason, where="cudart")
+    sha256 = str(spec["sha256"][arch])
+    home = Path(cache) / (str(spec["version"]) + ("" if arch == "amd64" else f"-{arch}"))
     wheel = _cached_wheel(home, sha256) or _download(spec, home, PLATFORMS[arch], sha256)
     return _extract(wheel, home / "lib")
 

@@ -52,10 +52,22 @@ def profile_uses(profile: Profile, facts: Sequence[WorkloadFacts] | None) -> Use
     return cuda_uses(profile.cuda_toolkit, [(w.name, w.cuda or read.get(w.name)) for w in profile.workloads])
 
 
-def known(uses: Uses) -> tuple[Uses, Uses]:
-    """Split into the runtimes golden/data/cudart.yaml has and the ones it does not."""
-    table = cudart.table()
-    return (tuple(u for u in uses if u[0] in table), tuple(u for u in uses if u[0] not in table))
+def known(uses: Uses, arch: str = "amd64") -> tuple[Uses, Uses]:
+    """Split into the runtimes golden/data/cudart.yaml has for ``arch`` and the ones it does not
+    (an unknown minor, or one without a wheel for that arch: both are left out alike)."""
+    return (tuple(u for u in uses if cudart.missing(u[0], arch) is None),
+            tuple(u for u in uses if cudart.missing(u[0], arch) is not None))
+
+
+def unprobed(uses: Uses, arch: str) -> list[str]:
+    """One line per runtime the bake cannot probe, saying why and who needed it.
+
+    >>> unprobed((("12.9", ("a",)), ("12.2", ("host toolkit", "b"))), "arm64")[0].split(" (")[0]
+    'no arm64 runtime for CUDA 12.2'
+    """
+    _, missing = known(uses, arch)
+    return [f"{cudart.missing(minor, arch)}: not probed (needed by {', '.join(names)})"
+            for minor, names in missing]
 
 
 def probe_entries(uses: Uses) -> list[dict[str, Any]]:
@@ -67,10 +79,11 @@ def stage(uses: Uses, build_dir: Path, arch: str) -> list[str]:
     """Put the runtimes the plan probes into the rendered build (``scripts/cudart/MINOR/``).
 
     Fetched by golden.cudart (pinned wheels, sha256-checked, cached); returns the
-    minors staged. Runtimes golden/data/cudart.yaml does not know are left out
-    (the expectations list them under ``cuda_probe_unknown``).
+    minors staged. Runtimes golden/data/cudart.yaml does not know, or has no wheel
+    of for ``arch``, are left out (the expectations list them under
+    ``cuda_probe_unknown``; :func:`unprobed` says why).
     """
-    probed, _ = known(uses)
+    probed, _ = known(uses, arch)
     if not probed:
         return []
     cudart.stage([m for m, _ in probed], into=build_dir.joinpath(*STAGED), arch=arch,

@@ -1,12 +1,9 @@
 """The CUDA runtime probe against NVIDIA's real libraries: Debian's libcuda1 535.261.03 and the
 CUDA 12.9 and 13.5 runtimes golden.cudart fetches. No bake, no GPU.
 
-Debian's ``libcuda1`` (bookworm non-free) comes from the archive this machine's
-own apt already uses: its URIs are read from /etc/apt at run time and reused in an
-isolated apt (tests.fakerepo.apt.IsolatedApt) with the ``non-free`` component
-added, so nothing of the host's apt state changes. ``libcuda.so.1`` needs only
-libc at load time (its other libraries, the PTX JIT compiler for one, are
-loaded when used), so the one package is enough. The probe loads it from the
+Debian's ``libcuda1`` (bookworm non-free) is fetched by tests/libcuda.py from the
+archive this machine's own apt already uses, into a scratch directory; nothing of
+the host's apt state changes. The probe loads it from the
 extracted package (``--libcuda-dir``, or ``LD_LIBRARY_PATH``) as it loads the
 image's own at bake time.
 
@@ -19,7 +16,6 @@ cudaErrorNoDevice); a 13.5 runtime is refused (35, cudaErrorInsufficientDriver).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -28,38 +24,11 @@ from golden import ROOT, cudaprobe, cudart
 from golden.kb import load
 from golden.run import base_env, run
 from tests.conftest import IN_CI, require_tool
-from tests.fakerepo.apt import IsolatedApt
+from tests.libcuda import DRIVER, NoArchive, fetch_libcuda
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = ROOT / "scripts" / "cuda-probe.py"
-DRIVER = "535.261.03"
-SUITE = "bookworm"
-COMPONENTS = "main non-free non-free-firmware"
-DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-LIBDIR = "usr/lib/x86_64-linux-gnu/nvidia/current"
-
-
-def host_archive_sources() -> list[tuple[str, str]]:
-    """(URI, Signed-By) of every ``deb`` entry of this machine's apt for the ``bookworm`` suite,
-    from deb822 ``*.sources`` files and one-line ``*.list`` files."""
-    found: list[tuple[str, str]] = []
-    etc = Path("/etc/apt")
-    for path in sorted(etc.glob("sources.list.d/*.sources")):
-        for stanza in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
-            fields = {k.lower(): v.strip() for k, v in re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M)}
-            if ("deb" in fields.get("types", "").split() and SUITE in fields.get("suites", "").split()
-                    and fields.get("enabled", "yes").lower() != "no"):
-                found += [(uri, fields.get("signed-by", DEFAULT_KEYRING)) for uri in fields.get("uris", "").split()]
-    for path in [etc / "sources.list", *sorted(etc.glob("sources.list.d/*.list"))]:
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            m = re.match(r"^deb\s+(?:\[(?P<opts>[^]]*)\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+)", line.strip())
-            if m and m["suite"] == SUITE:
-                signed = re.search(r"signed-by=(\S+)", m["opts"] or "")
-                found.append((m["uri"], signed.group(1) if signed else DEFAULT_KEYRING))
-    return list(dict.fromkeys(found))
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +36,12 @@ def libcuda_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Debian's libcuda1 DRIVER, downloaded with an isolated apt and extracted (no install)."""
     require_tool("apt-get")
     require_tool("dpkg-deb")
-    sources = host_archive_sources()
-    if not sources:
-        message = f"this machine's apt has no {SUITE} archive entry to reuse"
+    try:
+        return fetch_libcuda(tmp_path_factory.mktemp("libcuda1"))
+    except NoArchive as exc:
         if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("libcuda1")
-    apt = IsolatedApt(root / "apt")
-    for uri, keyring in sources:
-        apt.add_source(f"deb [signed-by={keyring}] {uri} {SUITE} {COMPONENTS}", name="debian.list")
-    apt("apt-get", "update")
-    madison = apt("apt-cache", "madison", "libcuda1").stdout
-    versions = [v for v in re.findall(r"^\s*libcuda1\s*\|\s*(\S+)\s*\|", madison, re.M)
-                if v.startswith(f"{DRIVER}-")]
-    assert versions, f"no libcuda1 {DRIVER}-* in the archive: {madison}"
-    debs = root / "debs"
-    debs.mkdir()
-    apt("apt-get", "download", f"libcuda1={versions[0]}", cwd=debs)
-    (deb,) = debs.glob("libcuda1_*.deb")
-    run(["dpkg-deb", "-x", deb, root / "tree"], timeout=120)
-    lib = root / "tree" / LIBDIR
-    assert (lib / "libcuda.so.1").exists() and (lib / f"libcuda.so.{DRIVER}").is_file()
-    return lib
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def probe(cuda: str, libcuda_dir: Path, *, by_linker: bool = False) -> cudaprobe.CudaProbe:

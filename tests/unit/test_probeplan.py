@@ -6,10 +6,14 @@ import doctest
 from dataclasses import replace
 from pathlib import Path
 
-from golden import probeplan
+import pytest
+
+from golden import cudart, probeplan
+from golden.errors import GoldenError
 from golden.kb import load
 from golden.plan import make_plan
-from golden.profile import load_profile
+from golden.profile import Arch, load_profile
+from golden.versions import cuda_tuple
 from golden.workloads import Workload, WorkloadFacts
 
 KB = load()
@@ -65,3 +69,38 @@ def test_boot_uploads_carry_the_staged_runtimes_and_the_probe(tmp_path: Path) ->
     assert remote == "/tmp/golden/scripts"
     assert sorted(str(p.relative_to(kit)) for p in kit.rglob("*") if p.is_file()) == [
         "cuda-probe.py", "cudart/12.2/libcudart.so.12"]
+
+
+def test_a_runtime_without_a_wheel_for_the_arch_is_left_out_like_an_unknown_minor() -> None:
+    # golden/data/cudart.yaml: NVIDIA publishes no aarch64 wheel of 12.2; 12.9 has one.
+    uses = (("12.9", ("host toolkit",)), ("12.2", ("old",)), ("10.1", ("older",)))
+    assert probeplan.known(uses, "amd64") == (uses[:2], uses[2:])
+    assert probeplan.known(uses, "arm64") == (uses[:1], uses[1:])
+    assert probeplan.unprobed(uses, "arm64") == [
+        "no arm64 runtime for CUDA 12.2 (golden/data/cudart.yaml records no manylinux2014_aarch64 wheel of "
+        "nvidia-cuda-runtime-cu12 12.2.140): not probed (needed by old)",
+        "no CUDA runtime known for CUDA 10.1 (golden/data/cudart.yaml has 11.7, 11.8, 12.0, 12.1, 12.2, 12.3, "
+        "12.4, 12.5, 12.6, 12.8, 12.9, 13.0, 13.1, 13.2, 13.3, 13.4, 13.5): not probed (needed by older)"]
+    assert probeplan.unprobed(uses[:1], "arm64") == []
+    p = load_profile("local-debian12-r535", kb=KB)
+    expect = make_plan(replace(p, arch=Arch.ARM64, workloads=(Workload("old", None, "12.2"),)), KB).expectations()
+    assert expect["cuda_probe"] == []
+    assert expect["cuda_probe_unknown"] == [{"cuda": "12.2", "dir": f"{probeplan.REMOTE}/12.2", "for": ["old"]}]
+
+
+def test_staging_for_an_arch_skips_what_it_has_no_wheel_of(tmp_path: Path) -> None:
+    assert probeplan.stage((("12.2", ("old",)),), tmp_path / "build", "arm64") == []
+    assert not (tmp_path / "build").exists()
+    with pytest.raises(GoldenError, match=r"^cudart: no arm64 runtime for CUDA 12\.2 \(golden/data/cudart\.yaml "
+                                          r"records no manylinux2014_aarch64 wheel of nvidia-cuda-runtime-cu12 "
+                                          r"12\.2\.140\)$"):
+        cudart.fetch("12.2", tmp_path / "cache", arch="arm64")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_every_runtime_has_amd64_and_from_cuda_12_3_arm64() -> None:
+    for minor, spec in cudart.table().items():
+        archs = set(spec["sha256"])
+        assert archs <= set(cudart.PLATFORMS) and "amd64" in archs, minor
+        assert ("arm64" in archs) == (minor == "11.8" or cuda_tuple(minor) >= (12, 3)), minor
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in spec["sha256"].values()), minor
