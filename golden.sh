@@ -8,9 +8,11 @@ cd "$(dirname "$0")"
 # cloud-init (its schema check), mmdebstrap (local bakes), QEMU, e2fsprogs, dosfstools
 # and mtools (boot tests: the disk and the cloud-init seed),
 # openssh-server (sshd inside a local bake), zstd (artifacts), skopeo (workload images;
-# docker-registry is the tests' registry on 127.0.0.1).
+# docker-registry is the tests' registry on 127.0.0.1), busybox-static (the check image
+# the boot test starts under the container runtime, golden/checkimage.py).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
-              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools skopeo docker-registry)
+              dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools skopeo docker-registry
+              busybox-static)
 
 missing=()
 for p in "${apt_packages[@]}"; do

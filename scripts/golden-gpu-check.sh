@@ -170,6 +170,28 @@ else
     fail "nvidia-smi -L failed: $(head -n 1 <<<"$smi")"
 fi
 
+# --- CUDA code runs: the program the bake compiled with the image's toolkit
+# (/usr/lib/golden/cuda-check, only on images with a CUDA toolkit) must run
+# its kernel on every GPU nvidia-smi sees.
+cuda_check=$root/usr/lib/golden/cuda-check
+if [[ -x $cuda_check && $gpus_smi -gt 0 ]]; then
+    answer=$("$cuda_check" 2>&1 | tail -n 1) || true
+    ran=$(python3 -c '
+import json, sys
+try:
+    data = json.loads(sys.argv[1])
+    devices = data.get("devices") or []
+    print(sum(1 for d in devices if d.get("kernel") == "cudaSuccess") if data.get("error") == 0 else -1)
+except (ValueError, AttributeError):
+    print(-2)
+' "$answer")
+    if [[ $ran == -2 ]]; then
+        fail "cuda-check printed no answer: $(head -c 200 <<<"$answer")"
+    elif ((ran < gpus_smi)); then
+        fail "CUDA code ran on $((ran < 0 ? 0 : ran)) of $gpus_smi GPUs: cuda-check said $(head -c 200 <<<"$answer")"
+    fi
+fi
+
 # --- the loaded module: version and flavour
 proc_version=$root/proc/driver/nvidia/version
 if [[ -r $proc_version ]]; then

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 SCHEMA = 1
 
@@ -69,8 +70,7 @@ def _advert(path: str) -> dict[str, object]:
     if not path:
         return {"cuda_ceiling": None, "workloads": []}
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SystemExit(f"release.py: cannot read the advert {path}: {exc}") from None
     ceiling = data.get("cuda_ceiling") if isinstance(data, dict) else None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from golden import ROOT, lockfile, packer, probeplan
+from golden import ROOT, bootkit, lockfile, packer
 from golden.aws import clients
 from golden.aws.publish import ami_artifacts, is_revoked
 from golden.errors import GoldenError
@@ -54,7 +54,7 @@ def ssh_verify(profile: str, host: str, key: Path) -> Outcome:
     expectations = ROOT / "build" / profile / "expectations.json"
     with tempfile.TemporaryDirectory(prefix="golden-probe-") as scratch:
         report = verify.run_verify(expectations, host, "boot", ROOT / "build" / profile / "verify-boot.json",
-                                   ssh_key=key, uploads=probeplan.boot_uploads(expectations.parent, Path(scratch)))
+                                   ssh_key=key, uploads=bootkit.uploads(expectations.parent, Path(scratch)))
     return Outcome(passed=report.passed, checks=len(report.checks), failed=len(report.failed))
 
 

@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from golden import probeplan
+from golden import bootkit
 from golden.boottest.firmware import FIRMWARE, Firmware, finalize_firmware
 from golden.boottest.guest import (
     MEMORY_MB,
@@ -125,10 +125,10 @@ def _boot(result: BootResult, work: Path, boot_with: Firmware, artifact: Path, e
             result.slowest = parse_blame(shell.run(*BLAME_ARGV).stdout)
             result.phases["boot"] = time.monotonic() - mark
             mark = time.monotonic()
-            # The CUDA runtimes the bake probed (its cleanup removed them), for the probe again.
+            # What the checks need there (golden/bootkit.py): the CUDA runtimes, the check image.
             result.report = run_verify(expectations, f"ssh://root@127.0.0.1:{shell.port}", "boot-nogpu",
                                        report_path, ssh_key=key,
-                                       uploads=probeplan.boot_uploads(expectations.parent, work))
+                                       uploads=bootkit.uploads(expectations.parent, work))
             result.phases["verify"] = time.monotonic() - mark
             result.problems.extend(release_problems(shell.run("cat", RELEASE_PATH).stdout,
                                                     artifact.parent / "release.json"))

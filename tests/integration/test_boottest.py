@@ -112,17 +112,19 @@ def test_module_for_another_kernel_fails(build_root: Path, artifact: Path) -> No
     assert f"modprobe[{MODULE}] (expected no-device (or loaded), actual bad-module)" in message
 
 
-def _failing_unit(tree: Path) -> None:
-    unit = tree / "etc/systemd/system/golden-broken.service"
-    unit.write_text("[Unit]\nDescription=planted fault\n\n[Service]\nType=oneshot\n"
-                    "ExecStart=/bin/false\n\n[Install]\nWantedBy=multi-user.target\n")
-    (tree / "etc/systemd/system/multi-user.target.wants/golden-broken.service").symlink_to(
-        "/etc/systemd/system/golden-broken.service")
+def _broken_runtime_config(tree: Path) -> None:
+    """The runtime's configuration left invalid after golden configured it: dockerd refuses
+    to start (a unit failing at boot) and no container can run."""
+    (tree / "etc/docker").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/docker/daemon.json").write_text('{"log-driver": "json-file",, "planted": fault}\n')
 
 
-def test_unit_failing_at_boot_fails(build_root: Path, artifact: Path) -> None:
-    message = _failure(_boot(build_root, artifact, _failing_unit))
-    assert "failed-units" in message and "golden-broken.service" in message
+def test_a_broken_runtime_config_fails_the_container_run_and_its_unit(build_root: Path, artifact: Path) -> None:
+    """One boot for two facts: the unit that failed is named (failed-units), and the check
+    container (a static busybox, no registry) does not start under docker, naming it."""
+    message = _failure(_boot(build_root, artifact, _broken_runtime_config))
+    assert "failed-units" in message and "docker.service" in message, message
+    assert "container-run[docker] (expected golden-container-ok" in message, message
 
 
 def test_user_data_cloud_init_rejects_fails(build_root: Path, artifact: Path) -> None:

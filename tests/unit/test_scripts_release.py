@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import stat
 import subprocess
@@ -292,6 +293,31 @@ def test_gpu_check_failures(image: Image, manifests: dict[str, str], case: str) 
     assert status["status"] == "failed"
     assert message in str(status["message"])
     assert "golden-gpu-check: FAILED:" in out and message in out
+
+
+CUDA_CHECK = ('{"schema": 1, "driver": 13020, "driver_error": 0, "runtime": 13020, "runtime_error": 0, '
+              '"cudart": 13020, "device_count": 2, "error": %d, "error_name": "%s", "devices": [%s]}')
+DEVICE = '{"index": %d, "name": "NVIDIA B200", "cc": "10.0", "kernel": "%s"}'
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (CUDA_CHECK % (0, "cudaSuccess", ", ".join(DEVICE % (i, "cudaSuccess") for i in range(2))), None),
+    (CUDA_CHECK % (0, "cudaSuccess", DEVICE % (0, "cudaSuccess") + ", " + DEVICE % (1, "cudaErrorLaunchFailure")),
+     "CUDA code ran on 1 of 2 GPUs"),
+    (CUDA_CHECK % (35, "cudaErrorInsufficientDriver", ""), "CUDA code ran on 0 of 2 GPUs"),
+    ("Segmentation fault", "cuda-check printed no answer: Segmentation fault"),
+])
+def test_gpu_check_runs_the_baked_cuda_program(image: Image, manifests: dict[str, str], answer: str,
+                                               message: str | None) -> None:
+    """On an image with a CUDA toolkit, golden-gpu-check runs /usr/lib/golden/cuda-check too."""
+    gpu_host(image, manifests["ubuntu"])
+    image.file("/usr/lib/golden/cuda-check", f"#!/bin/sh\necho {shlex.quote(answer)}\n")
+    image.path("/usr/lib/golden/cuda-check").chmod(0o755)
+    code, status, out = gpu_check(image)
+    if message is None:
+        assert code == 0 and status["status"] == "ok", out
+    else:
+        assert code == 1 and message in str(status["message"]), out
 
 
 def test_gpu_check_without_manifest(image: Image) -> None:
