@@ -12,7 +12,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from golden import boottest, gate, gate_workloads, lockfile, matrix, packer, probeplan, render
+from golden import bootkit, boottest, gate, gate_driverless, gate_workloads, lockfile, matrix, packer, probeplan, render
 from golden.build import build as run_build
 from golden.errors import GoldenError, Several
 from golden.files import sha256_file, shown
@@ -65,6 +65,8 @@ def check(profile: str | None, all_: bool, strict: bool, today: dt.date | None =
         lines.extend(gate.format_finding(name, f) for f in findings)
         lines.extend(gate.format_skip(name, s) for s in gate.skipped(p, kb))  # what was not checked
         lines.extend(v.line(name) for v in gate_workloads.verdicts(p, kb, resolved))
+        if (note := gate_driverless.operator_note(p, kb)) is not None:   # driverless: what the Operator needs
+            lines.append(gate_driverless.format_note(name, note))
         if gate.has_errors(findings, strict=strict):
             failed.append(name)
         else:
@@ -134,8 +136,8 @@ def describe(plan: BuildPlan, target: Target, out_dir: Path) -> str:
         "  driver    " + (f"R{d.branch} {d.flavor.value} from {d.source.value}"
                             + (f", exactly {d.version}" if d.version else ", newest in the branch at resolve time")
                             if (d := p.driver) else "none (an image without the NVIDIA driver)"),
-        f"  cuda      {p.cuda_toolkit or 'no host toolkit'}",
-        f"  runtime   {p.container.runtime.value}, container toolkit {p.container.toolkit or 'none'}",
+        f"  cuda      {p.cuda_toolkit if plan.layer('cuda') else 'no host toolkit'}",
+        f"  runtime   {p.container.runtime.value}, container toolkit {plan.ctk_version or 'none'}",
         "  install   " + " ".join(x.install_spec for x in plan.packages),
         "  pins      " + shlex.join(f"{x.name}={x.pin}" for x in plan.pinned),
         f"  verify    {len(json.loads((out_dir / 'expectations.json').read_text())['packages'])} packages"
@@ -161,7 +163,7 @@ def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
     report_path = out_dir / f"verify-report-{phase}.json"
     with step(f"Verifying {host} against {name} ({phase} phase)"), \
             tempfile.TemporaryDirectory(prefix="golden-probe-") as scratch:
-        uploads = _probe_uploads(plan, out_dir, Path(scratch)) if phase != "bake" and host.startswith("ssh://") else []
+        uploads = _boot_uploads(plan, out_dir, Path(scratch)) if phase != "bake" and host.startswith("ssh://") else []
         report = run_verify(out_dir / "expectations.json", host, phase, report_path,
                             ssh_key=Path(ssh_key) if ssh_key else None, uploads=uploads)
     if not report.passed:
@@ -170,14 +172,13 @@ def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
     return f"{report.summary()}; report in {shown(report_path)}"
 
 
-def _probe_uploads(plan: BuildPlan, out_dir: Path, scratch: Path) -> list[tuple[Path, str]]:
-    """The CUDA runtimes the profile's probe loads (fetched into the cache as the bake does),
-    for a booted host, where the bake's cleanup removed them."""
-    if not (plan.layer("driver") and plan.cuda_uses):
-        return []
-    with step("Fetching the CUDA runtimes the probe loads on the host"):
-        probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
-    return probeplan.boot_uploads(out_dir, scratch)
+def _boot_uploads(plan: BuildPlan, out_dir: Path, scratch: Path) -> list[tuple[Path, str]]:
+    """What the boot checks need on a booted host (golden/bootkit.py): the CUDA runtimes the
+    profile's probe loads (fetched into the cache as the bake does) and the check image."""
+    if plan.layer("driver") and plan.cuda_uses:
+        with step("Fetching the CUDA runtimes the probe loads on the host"):
+            probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
+    return bootkit.uploads(out_dir, scratch)
 
 
 def boot_test(name: str, *, build_root: Path = BUILD, lock_path: Path | None = None) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from golden.errors import GoldenError, shown
-from golden.profile import Arch, DriverSource, Flavor, OsName, Runtime
+from golden.profile import Arch, CudaSource, DriverSource, Flavor, OsName, Runtime
 
 
 class Layer(StrEnum):
@@ -31,6 +31,8 @@ class Layer(StrEnum):
 
     BASE = "base"
     KERNEL = "kernel"
+    #: An image without a driver, for the GPU Operator: nouveau blacklisted (no variables).
+    DRIVERLESS = "driverless"
     DRIVER = "driver"
     CUDA = "cuda"
     RUNTIME = "runtime"
@@ -86,6 +88,8 @@ BRANCH = Form("is_branch", r"[0-9]{3}")
 DRIVER_VERSION = Form("is_driver_version", r"[0-9]{3}\.[0-9]+(\.[0-9]+)?")
 FLAVOR = _enum("is_flavor", Flavor)
 DRIVER_SOURCE = _enum("is_driver_source", DriverSource)
+CUDA_SOURCE = _enum("is_cuda_source", CudaSource)
+GPU_ARCH = Form("is_gpu_arch", r"sm_[0-9]{2,3}[a-z]?")
 MODULE = Form("is_module", r"[a-z0-9_-]+")
 RUNTIME = _enum("is_runtime", Runtime)
 SERVICE = Form("is_service_name", r"[A-Za-z0-9@._:-]+")
@@ -145,6 +149,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_HOLDS", _B, PKG_NAME, "packages apt-mark holds", empty=True, words=True),
     Var("GOLDEN_KERNEL", _K, KERNEL, "the pinned kernel release (empty: the base image's, held)", empty=True),
     Var("GOLDEN_KERNEL_PACKAGES", _K, INSTALL_SPEC, "the pinned kernel's packages", empty=True, words=True),
+    Var("GOLDEN_KERNEL_HEADERS", _K, BOOL, "the kernel's headers are installed and held (false: a driverless "
+        "image whose GPU Operator uses precompiled modules)"),
     Var("GOLDEN_DRIVER_SOURCE", _D, DRIVER_SOURCE, "where the driver comes from"),
     Var("GOLDEN_DRIVER_FLAVOR", _D, FLAVOR, "the kernel module's flavour"),
     Var("GOLDEN_DRIVER_BRANCH", _D, BRANCH, "the driver branch, e.g. 595"),
@@ -157,6 +163,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_MODULE_NAME", _D, MODULE, "the kernel module, as modinfo names it"),
     Var("GOLDEN_CUDA_PACKAGES", Layer.CUDA, INSTALL_SPEC, "the host CUDA toolkit's packages", empty=True,
         words=True),
+    Var("GOLDEN_CUDA_SOURCE", Layer.CUDA, CUDA_SOURCE, "where the toolkit comes from (nvidia or distro)",
+        empty=True),
+    Var("GOLDEN_CUDA_NVCC", Layer.CUDA, ABS_PATH, "the toolkit's nvcc: the cuda step compiles the CUDA check with it",
+        empty=True),
+    Var("GOLDEN_CUDA_GPU_ARCH", Layer.CUDA, GPU_ARCH, "nvcc -arch for the profile's GPU, e.g. sm_89 (empty: unknown)",
+        empty=True),
+    Var("GOLDEN_CUDA_CCBIN", Layer.CUDA, PKG_NAME, "nvcc -ccbin, the host compiler (empty: nvcc's own choice)",
+        empty=True),
     Var("GOLDEN_RUNTIME", Layer.RUNTIME, RUNTIME, "the container runtime"),
     Var("GOLDEN_RUNTIME_PACKAGES", Layer.RUNTIME, INSTALL_SPEC, "the runtime's packages", empty=True,
         words=True),

@@ -20,7 +20,7 @@ import datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from golden import gate_workloads
+from golden import gate_cuda, gate_driverless, gate_workloads
 from golden.gate_rules import CTK, DRIVER, LAYER_NEEDS, RULES, WORKLOADS, Finding, Severity, finding
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
 from golden.plan import BASE, make_plan
@@ -389,11 +389,11 @@ def _naming(c: _Ctx) -> Iterator[Finding]:
 
 
 def _driverless(c: _Ctx) -> Iterator[Finding]:
-    toolkit = c.profile.cuda_toolkit
-    if c.profile.driver is None and toolkit:
-        yield finding("cuda-without-driver",
-                       f"cuda.toolkit {toolkit} on an image without a driver: CUDA programs need the "
-                       f"driver's libcuda to run; add a driver section or set cuda.toolkit: null")
+    yield from gate_driverless.without_driver(c.profile, c.kb)
+
+
+def _distro_build(c: _Ctx) -> Iterator[Finding]:
+    yield from gate_driverless.distro_build(c.profile, c.kb)
 
 
 def _workloads(c: _Ctx) -> Iterator[Finding]:
@@ -401,11 +401,16 @@ def _workloads(c: _Ctx) -> Iterator[Finding]:
         yield from verdict.findings
 
 
+def _cuda_source(c: _Ctx) -> Iterator[Finding]:
+    yield from gate_cuda.distro_toolkit(c.profile, c.kb)
+
+
 #: The rule functions with the layer each checks (every id it yields has that layer in RULES).
 _RULES: tuple[tuple[str, Rule], ...] = (
     (BASE, _driverless), (DRIVER, _naming), (DRIVER, _pinned_version), (DRIVER, _cuda), (DRIVER, _gpu),
     (BASE, _host_arch), (DRIVER, _module), (DRIVER, _fabric_manager), (CTK, _container), (CTK, _runtime),
     (DRIVER, _lifecycle), (DRIVER, _source), (DRIVER, _secure_boot), (WORKLOADS, _workloads),
+    (BASE, _cuda_source), (DRIVER, _distro_build),
 )
 
 

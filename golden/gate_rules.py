@@ -50,7 +50,16 @@ def _layer(layer: str, rules: dict[str, tuple[Severity, str]]) -> dict[str, Rule
 #: Every rule the gate knows: id -> (severity, layer, what it checks). Drives --help and docs.
 RULES: dict[str, RuleInfo] = {
     **_layer(BASE, {
-        "cuda-without-driver": (E, "a CUDA toolkit on an image without a driver (nothing could run it)"),
+        # Warnings: a driverless image is for the GPU Operator, which brings both; golden leaves
+        # them off (golden/gate_driverless.py).
+        "cuda-without-driver": (W, "a CUDA toolkit on an image without a driver: left off, the GPU Operator "
+                                   "brings the driver"),
+        "ctk-without-driver": (W, "a container toolkit on an image without a driver: left off, the GPU "
+                                  "Operator's toolkit container brings it"),
+        "kernel-headers-with-driver": (E, "kernel_headers: false with a driver, whose DKMS build needs them"),
+        # Base: without a distro toolkit for the OS the plan has no cuda layer to skip for.
+        "cuda-distro-unavailable": (E, "cuda.source: distro on an OS golden knows no packaged CUDA toolkit of"),
+        "cuda-distro-release": (E, "the OS's packaged toolkit carries another CUDA release than cuda.toolkit"),
         "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
                              "(Grace superchips are arm64)"),
     }),
@@ -83,6 +92,8 @@ RULES: dict[str, RuleInfo] = {
         "branch-superseded": (W, "a new feature branch (no end-of-life date) whose next branch has shipped"),
         "branch-unconfirmed": (W, "the driver branch's facts are UNCONFIRMED"),
         "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
+        "distro-driver-unbuildable": (E, "the OS vendor's module does not build against the OS's current "
+                                         "kernels (Debian 13's 550.163.01)"),
         "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
                                     "must be enrolled (MOK) before the module loads (seed failure mode 5)"),
         "branch-naming": (E, "data: the branch's package naming era disagrees with its number "

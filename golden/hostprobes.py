@@ -188,6 +188,8 @@ class ModprobeConfig:
 
     blacklist: frozenset[str]
     install: dict[str, str] = field(default_factory=dict)
+    #: ``options MODULE ARGS``: every option word given a module, by normalized name.
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def problems(self, names: Iterable[str]) -> list[str]:
         """Why one of the driver's modules (by file or own name) would not load, if it would not.
@@ -216,6 +218,7 @@ def parse_modprobe_config(text: str) -> ModprobeConfig:
     """``modprobe --showconfig``: stops at kmod's ``# End of configuration files`` marker."""
     blacklist: set[str] = set()
     install: dict[str, str] = {}
+    options: dict[str, tuple[str, ...]] = {}
     for line in nonblank_lines(text):
         if line.startswith("# End of configuration files"):
             break
@@ -224,7 +227,47 @@ def parse_modprobe_config(text: str) -> ModprobeConfig:
             blacklist.add(normalize_module(words[1]))
         elif len(words) == 3 and words[0] == "install":
             install[normalize_module(words[1])] = words[2]
-    return ModprobeConfig(frozenset(blacklist), install)
+        elif len(words) == 3 and words[0] == "options":
+            name = normalize_module(words[1])
+            options[name] = (*options.get(name, ()), *words[2].split())
+    return ModprobeConfig(frozenset(blacklist), install, options)
+
+
+# -- an image without a driver -------------------------------------------------------------------
+
+#: NVIDIA kernel modules for any installed kernel, in both module trees (/lib is not
+#: /usr/lib on every image); a driverless image has none.
+NVIDIA_MODULE_FILES_ARGV = ("find", "/lib/modules/", "/usr/lib/modules/", "-name", "nvidia*.ko*")
+#: The modules loaded now.
+LSMOD_ARGV = ("lsmod",)
+
+
+def parse_module_files(text: str) -> list[str]:
+    """find's output: each module file by its path below ``modules/`` (``KVER/.../nvidia.ko``),
+    once: on a merged-/usr image both trees are one.
+
+    >>> parse_module_files("/lib/modules/6.1.0-50-cloud-amd64/updates/dkms/nvidia.ko.xz\n"
+    ...                    "/usr/lib/modules/6.1.0-50-cloud-amd64/updates/dkms/nvidia.ko.xz\n")
+    ['6.1.0-50-cloud-amd64/updates/dkms/nvidia.ko.xz']
+    """
+    return sorted({line.split("/modules/", 1)[-1] for line in nonblank_lines(text)})
+
+
+def only_missing_trees(stderr: str) -> bool:
+    """find's complaints are only about a module tree that is not there (no /usr/lib/modules)."""
+    return all("No such file or directory" in line for line in nonblank_lines(stderr))
+
+
+def parse_lsmod(text: str) -> list[str]:
+    """``lsmod``: the loaded modules' names, its header line skipped.
+
+    >>> parse_lsmod("Module                  Size  Used by\nnouveau  2314240  0\n")
+    ['nouveau']
+    """
+    lines = list(nonblank_lines(text))
+    if lines and lines[0].startswith("Module "):
+        lines = lines[1:]
+    return sorted({line.split()[0] for line in lines})
 
 
 # -- keys the kernel trusts ----------------------------------------------------------------------

@@ -91,6 +91,8 @@ class Gpu(Fact):
     host_arch: tuple[str, ...] = ()
     #: Branches that must not be used on this GPU although their number would drive it.
     not_with_branches: tuple[str, ...] = ()
+    #: The GPU's compute capability, "8.9": what nvcc builds for (``-arch sm_89``).
+    compute_capability: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
                 aws=tuple(v.get("aws", [])), extras=tuple(v.get("extras", [])),
                 min_cuda=v.get("min_cuda"), min_driver_note=v.get("min_driver_note"),
                 note=v.get("note"), host_arch=tuple(v.get("host_arch", [])),
-                not_with_branches=tuple(str(b) for b in v.get("not_with_branches", [])), **_fact(v),
+                not_with_branches=tuple(str(b) for b in v.get("not_with_branches", [])),
+                compute_capability=_opt(v.get("compute_capability")), **_fact(v),
             )
             for k, v in gpus_raw["gpus"].items()
         },

@@ -69,6 +69,14 @@ class DriverSource(StrEnum):
     DISTRO = "distro"
 
 
+class CudaSource(StrEnum):
+    """Where the host CUDA toolkit comes from: NVIDIA's CUDA repository (cuda-toolkit-X-Y under
+    /usr/local/cuda-X.Y) or the OS vendor's own package (Debian's nvidia-cuda-toolkit, /usr/bin/nvcc)."""
+
+    NVIDIA = "nvidia"
+    DISTRO = "distro"
+
+
 class Runtime(StrEnum):
     DOCKER = "docker"
     CONTAINERD = "containerd"
@@ -155,6 +163,12 @@ class Profile:
     #: The containers the fleet will run on the image (golden/workloads.py); gated against the
     #: driver's CUDA ceiling.
     workloads: tuple[Workload, ...] = ()
+    #: Where the CUDA toolkit comes from (``cuda.source``); read only with a toolkit.
+    cuda_source: CudaSource = CudaSource.NVIDIA
+    #: The pinned (or base) kernel's headers are installed and held. Always with a driver (DKMS
+    #: builds against them); without one the GPU Operator's driver container compiles against
+    #: them, unless it uses precompiled modules (``kernel_headers: false``).
+    kernel_headers: bool = True
 
     def wants_fabric_manager(self, kb: KnowledgeBase) -> bool:
         if self.driver is None:
@@ -243,7 +257,7 @@ def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) ->
     return _merge(merged, data, origins, path)
 
 
-TOP_KEYS = ("description", "os", "arch", "kernel", "gpu", "driver", "cuda", "container",
+TOP_KEYS = ("description", "os", "arch", "kernel", "kernel_headers", "gpu", "driver", "cuda", "container",
             "fabric_manager", "persistence", "repos", "target", "workloads")
 
 
@@ -265,7 +279,13 @@ def _repo(r: Reader, key: str) -> Repo | None:
 
 
 def _driver(r: Reader, kb: KnowledgeBase) -> Driver | None:
-    """The driver section; ``driver: null`` (or none at all) bakes an image without a driver."""
+    """The driver section; ``driver: none`` or ``driver: null`` (or none at all) bakes an image
+    without a driver (for the GPU Operator, which brings its own)."""
+    if r.data.get("driver") == "none":
+        return None
+    if isinstance(r.data.get("driver"), str):
+        raise r.fail("driver", f"a mapping (branch, flavor, source, version), none or null; "
+                               f"got {show(r.data['driver'])}")
     d = r.section("driver", required=False)
     if d is None:
         return None
@@ -334,10 +354,11 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
                                   default="")
     driver = _driver(r, kb)
     c = r.section("cuda", required=False)
-    toolkit = None
+    toolkit, cuda_source = None, CudaSource.NVIDIA
     if c is not None:
-        c.only("toolkit")
+        c.only("toolkit", "source")
         toolkit = c.text("toolkit", versions.CUDA, 'a CUDA toolkit "X.Y" such as "13.2", or null', nullable=True)
+        cuda_source = c.enum("source", CudaSource, CudaSource.NVIDIA)
     ct = r.section("container")
     assert ct is not None
     ct.only("runtime", "toolkit", "cdi")
@@ -362,7 +383,8 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         description=description,
         os=r.enum("os", OsName),
         arch=r.enum("arch", Arch, Arch.AMD64),
-        kernel=r.text("kernel", versions.KERNEL, 'a kernel ABI such as "6.1.0-50-cloud-amd64", or null',
+        kernel=r.text("kernel", versions.KERNEL,
+                      'a kernel ABI such as "6.1.0-50-cloud-amd64" or "6.12.117+deb13-cloud-amd64", or null',
                       nullable=True),
         gpu=r.choice("gpu", kb.gpus, "a GPU of the catalogue"),
         driver=driver,
@@ -373,6 +395,8 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         repos=repos,
         target=_target(r),
         workloads=read_workloads(r),
+        cuda_source=cuda_source,
+        kernel_headers=r.flag("kernel_headers", True),
     )
 
 

@@ -242,9 +242,9 @@ def _tags(plan: BuildPlan, advert: advertise.Advert | None = None,
         "golden:driver-branch": d.branch if d else "none",
         "golden:driver-flavor": d.flavor.value if d else "none",
         "golden:driver-version": driver,
-        "golden:cuda": p.cuda_toolkit or "none",
+        "golden:cuda": (p.cuda_toolkit or "none") if plan.layer("cuda") else "none",
         "golden:container-runtime": p.container.runtime.value,
-        "golden:container-toolkit": p.container.toolkit or "none",
+        "golden:container-toolkit": plan.ctk_version or "none",
         **dict(advertise.tags(advert)),
     }
     if target.max_tags is not None:

@@ -47,7 +47,7 @@ from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
 from golden.pipeline import refuse_on_gate_errors
 from golden.plan import BuildPlan, Package, Repository, make_plan
-from golden.profile import PROFILES, DriverSource, Profile, load_profile, profile_names
+from golden.profile import PROFILES, CudaSource, DriverSource, Profile, load_profile, profile_names
 from golden.versions import deb_upstream
 from golden.workloads import Workload, WorkloadFacts
 
@@ -207,13 +207,17 @@ def resolve_profile(p: Profile, kb: KnowledgeBase, fetch: Fetch, inspect: Inspec
     packages: dict[str, str] = {}
     driver_version = p.driver.version if p.driver else None
     from_nvidia = p.driver is not None and p.driver.source is DriverSource.NVIDIA
-    if plan.cuda_packages or from_nvidia:
+    # A distro toolkit (cuda.source: distro) is pinned by its X.Y pattern, like a distro driver:
+    # NVIDIA's index does not carry it.
+    nvidia_toolkit = bool(plan.cuda_packages) and p.cuda_source is CudaSource.NVIDIA
+    if nvidia_toolkit or from_nvidia:
         cuda = _repo(plan, "cuda")
         index = fetch(cuda.url)
         if from_nvidia:
             driver_version, found = _driver(plan, kb, index, cuda.url, workloads)
             packages.update(found)
-        packages.update(_cuda(plan, index, cuda.url))
+        if nvidia_toolkit:
+            packages.update(_cuda(plan, index, cuda.url))
     if plan.ctk_packages:
         ctk = _repo(plan, "container-toolkit")
         packages.update(_container_toolkit(plan, fetch(ctk.url), ctk.url))

@@ -11,11 +11,17 @@
 # headers are installed so DKMS can build the module, and the kernel packages
 # and metapackages are held ("the base image's kernel, held").
 #
+# GOLDEN_KERNEL_HEADERS false (a driverless image whose GPU Operator uses
+# precompiled driver containers): no headers are installed, for either kernel;
+# the plan leaves them out of GOLDEN_KERNEL_PACKAGES.
+#
 # golden-layer: kernel
 # shellcheck source=lib.sh
 set -euo pipefail; GOLDEN_STEP=30-kernel; source "${GOLDEN_STAGE:-/tmp/golden}/scripts/lib.sh"
 
 check_env GOLDEN_KERNEL is_kernel
+check_env GOLDEN_KERNEL_HEADERS is_bool
+headers=${GOLDEN_KERNEL_HEADERS:-true}
 kernel_specs=()
 env_words kernel_specs GOLDEN_KERNEL_PACKAGES is_install_spec
 kernel=${GOLDEN_KERNEL:-}
@@ -70,7 +76,9 @@ if [[ -n $kernel ]]; then
     done
     apt_install "${kernel_specs[@]}"
     [[ -f $ROOT/boot/vmlinuz-$kernel ]] || die "installing ${names[*]} gave no /boot/vmlinuz-$kernel"
-    [[ -e $ROOT/lib/modules/$kernel/build/include ]] || die "no headers for $kernel in /lib/modules/$kernel/build"
+    if [[ $headers == true ]]; then
+        [[ -e $ROOT/lib/modules/$kernel/build/include ]] || die "no headers for $kernel in /lib/modules/$kernel/build"
+    fi
     # They may have come in as dependencies of a metapackage removed below:
     # marked manual, autoremove never takes them.
     apt-mark manual "${names[@]}" >/dev/null
@@ -96,10 +104,16 @@ else
         fi
         specs+=("linux-headers-$k")
     done
-    apt_install "${specs[@]}"
+    if [[ $headers == true ]]; then
+        apt_install "${specs[@]}"
+    else
+        log "kernel_headers false: no headers installed for ${kernels[*]}"
+    fi
     hold=()
     for k in "${kernels[@]}"; do
-        [[ -e $ROOT/lib/modules/$k/build/include ]] || die "linux-headers-$k gave no /lib/modules/$k/build"
+        if [[ $headers == true && ! -e $ROOT/lib/modules/$k/build/include ]]; then
+            die "linux-headers-$k gave no /lib/modules/$k/build"
+        fi
         for prefix in linux-image linux-image-unsigned linux-modules linux-modules-extra linux-headers; do
             if [[ -n $(pkg_version "$prefix-$k") ]]; then
                 hold+=("$prefix-$k")

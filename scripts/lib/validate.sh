@@ -42,6 +42,8 @@ is_family() { [[ $1 == debian || $1 == ubuntu ]]; }
 is_os_id() { [[ $1 == debian-12 || $1 == debian-13 || $1 == ubuntu-22.04 || $1 == ubuntu-24.04 ]]; }
 is_arch() { [[ $1 == amd64 || $1 == arm64 ]]; }
 is_driver_source() { [[ $1 == nvidia || $1 == distro ]]; }
+is_cuda_source() { [[ $1 == nvidia || $1 == distro ]]; }
+is_gpu_arch() { [[ $1 =~ ^sm_[0-9]{2,3}[a-z]?$ ]]; }
 
 # A package to install: "name" or "name=exactversion".
 is_install_spec() {

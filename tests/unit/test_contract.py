@@ -135,8 +135,12 @@ def test_base_steps_read_other_layers_only_when_present() -> None:
 def test_every_profiles_env_passes_the_contract(profile: str) -> None:
     env = plan_env(profile)
     assert contract.check(env) is env
-    # Every shipped profile has every layer: its env is the whole table but the runtime part.
-    assert set(env) == {v.name for v in VARIABLES if not v.runtime}
+    # A shipped profile's env is the whole table but the runtime part, and but the driver's
+    # variables on a driverless image (the driverless layer has none of its own).
+    driverless = "GOLDEN_DRIVER_SOURCE" not in env
+    assert set(env) == {v.name for v in VARIABLES if not v.runtime
+                        and not (driverless and v.layer is Layer.DRIVER)}
+    assert driverless == (make_plan(load_profile(profile), load()).layer("driverless") is not None)
 
 
 def test_a_profile_without_a_driver_passes_without_driver_variables() -> None:

@@ -34,6 +34,7 @@ from golden.kb import Architecture, KnowledgeBase, ShippedRuntimes, load
 from golden.plan import BASE, LAYERS
 from golden.profile import (
     Arch,
+    CudaSource,
     DriverSource,
     Flavor,
     OsName,
@@ -151,7 +152,12 @@ def declared(cuda: str) -> tuple[Workload, ...]:
 
 R580 = {"branch": "580"}
 B200 = {"gpu": "b200", "cuda_toolkit": None}
+DISTRO_CUDA = {"os": OsName.DEBIAN_12, "cuda_source": CudaSource.DISTRO}
 CASES = [
+    Case("cuda-distro-unavailable", {"os": OsName.UBUNTU_2404, "cuda_source": CudaSource.DISTRO},
+         {**DISTRO_CUDA, "cuda_toolkit": "11.8"}, ("ubuntu-24.04", "debian-12", "cuda.source: nvidia")),
+    Case("cuda-distro-release", {**DISTRO_CUDA, "cuda_toolkit": "12.2"}, {**DISTRO_CUDA, "cuda_toolkit": "11.8"},
+         ("nvidia-cuda-toolkit 11.8.89~11.8.0-5~deb12u1", "CUDA 11.8", "12.2", "[DEBCUDA]")),
     Case("cuda-unknown-release", {"cuda_toolkit": "12.7"}, {"cuda_toolkit": "12.8"},
          ("12.7", "12.6, 12.8", "[RN]")),
     Case("cuda-unknown-release", {"cuda_toolkit": "11.7"}, {"cuda_toolkit": "11.8"},
@@ -292,7 +298,15 @@ CASES = [
          ("GB200 Grace Blackwell", "arm64", "amd64")),
     Case("secure-boot-dkms-key", {"target": {"secure_boot": True}}, {}, ("open module", "DKMS", "failure mode 5")),
     Case("cuda-without-driver", {"driverless": True}, {"driverless": True, "cuda_toolkit": None},
-         ("cuda.toolkit 13.2", "without a driver", "cuda.toolkit: null")),
+         ("cuda.toolkit 13.2", "without a driver", "leaves the host toolkit off", "GPU Operator",
+          "cuda.toolkit: null")),
+    Case("ctk-without-driver", {"driverless": True}, {"driverless": True, "container": {"toolkit": None}},
+         ("container.toolkit 1.19.0", "without a driver", "GPU Operator", "container.toolkit: null")),
+    Case("kernel-headers-with-driver", {"kernel_headers": False}, {"driverless": True, "kernel_headers": False},
+         ("kernel_headers: false", "DKMS", "driver: none")),
+    Case("distro-driver-unbuildable", {"os": OsName.DEBIAN_13, "driver": {"source": DriverSource.DISTRO}},
+         {"os": OsName.DEBIAN_12, "driver": {"source": DriverSource.DISTRO}},
+         ("debian-13", "550.163.01", "pci_resize_resource", "checked 2026-12", "[DEB13]", "driver: none")),
     Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
          kb=with_naming("595", "suffixed")),
     Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},

@@ -18,7 +18,8 @@ import yaml
 from golden import commands, contract, gate, packer, render, targets
 from golden.gate_rules import RULES
 from golden.kb import load
-from golden.plan import BASE, EXPECTATIONS_SCHEMA, LAYERS, _Inputs, make_plan
+from golden.layers import Inputs
+from golden.plan import BASE, EXPECTATIONS_SCHEMA, LAYERS, make_plan
 from golden.profile import Arch, load_profile, profile_names
 from tests.conftest import WriteProfile
 
@@ -49,7 +50,7 @@ def test_layer_registry_names_are_unique_and_match_what_each_function_makes() ->
     for name in profile_names():
         profile = load_profile(name, kb=KB)
         plan = make_plan(profile, KB)
-        made = [(spec, spec.make(_Inputs(profile, KB, {}))) for spec in LAYERS]
+        made = [(spec, spec.make(Inputs(profile, KB, {}))) for spec in LAYERS]
         assert [layer.name for spec, layer in made if layer] == [spec.name for spec, layer in made if layer]
         assert plan.layer_names == tuple(spec.name for spec, layer in made if layer)   # registry order
         for spec, layer in made:
@@ -106,20 +107,33 @@ def test_a_profile_with_a_driver_skips_only_the_layers_it_lacks() -> None:
     assert gate.skipped(load_profile("h100-r595", kb=KB), KB) == []
 
 
-def test_cuda_without_a_driver_is_refused(write_profile: WriteProfile, profiles_dir: Path) -> None:
-    write_profile("cuda-nodriver", {**DRIVERLESS, "cuda": {"toolkit": "12.8"}})
-    findings = gate.check(load_profile("cuda-nodriver", root=profiles_dir, kb=KB), KB)
-    assert [f.rule for f in findings if f.severity is gate.Severity.ERROR] == ["cuda-without-driver"]
+def test_cuda_and_ctk_without_a_driver_are_warned_about_and_left_off(write_profile: WriteProfile,
+                                                                     profiles_dir: Path) -> None:
+    """The GPU Operator brings them: a warning, and the plan has neither layer nor repository."""
+    write_profile("cuda-nodriver", {**DRIVERLESS, "cuda": {"toolkit": "12.8"},
+                                    "container": {"runtime": "containerd", "toolkit": "1.19.0"}})
+    profile = load_profile("cuda-nodriver", root=profiles_dir, kb=KB)
+    findings = gate.check(profile, KB)
+    assert not gate.has_errors(findings)
+    assert {f.rule for f in findings if f.severity is gate.Severity.WARNING} >= {"cuda-without-driver",
+                                                                                  "ctk-without-driver"}
+    plan = make_plan(profile, KB)
+    assert plan.layer_names == ("kernel", "driverless", "runtime") and plan.repositories == ()
+    env = plan.env()
+    assert env["GOLDEN_CUDA_PACKAGES"] == env["GOLDEN_CTK_PACKAGES"] == env["GOLDEN_CTK_VERSION"] == ""
+    assert plan.expectations()["container"]["toolkit"] is None and plan.ctk_version is None
+    tags = dict(render._tags(plan))
+    assert tags["golden:cuda"] == tags["golden:container-toolkit"] == "none"
 
 
 def test_a_profile_without_a_driver_plans_no_driver_layer(driverless: Path) -> None:
     plan = make_plan(load_profile("local-nodriver", root=driverless, kb=KB), KB)
-    assert plan.layer_names == ("kernel", "runtime")
+    assert plan.layer_names == ("kernel", "driverless", "runtime")
     assert plan.driver_packages == () and plan.fabric_manager_packages == () and plan.persistence_packages == ()
     assert plan.module_name is None and plan.driver_pattern is None and plan.driver_sources == ()
     assert {p.group for p in plan.packages} == {"kernel", "runtime"}
     exp = plan.expectations()
-    assert exp["layers"] == ["kernel", "runtime"] and exp["driver"] is None
+    assert exp["layers"] == ["kernel", "driverless", "runtime"] and exp["driver"] is None
     assert exp["proprietary_packages"] == [] and exp["persistence"] is False
     assert exp["fabric_manager"] == {"enabled": False, "packages": []}
     env = plan.env()

@@ -279,7 +279,10 @@ def test_container_toolkit_that_writes_no_runtime_fails(image: Image) -> None:
 
 def test_cuda_profile_path(image: Image) -> None:
     env = plan_env("h100-r595")
-    image.file("/usr/local/cuda-13.2/bin/nvcc", "#!/bin/sh\n", mode=0o755)
+    # An nvcc that "compiles" the CUDA check (tests/unit/test_scripts_cuda.py tests that part).
+    image.file("/usr/local/cuda-13.2/bin/cuda-check", "#!/bin/sh\necho '{\"schema\": 1}'\n", mode=0o755)
+    image.file("/usr/local/cuda-13.2/bin/nvcc",
+               '#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\ncp "${0%/*}/cuda-check" "$2"\n', mode=0o755)
     ok(image.run("50-cuda.sh", env))
     profile = image.path("/etc/profile.d/golden-cuda.sh")
     # Sourced twice, as login shells nest: the directory is on PATH once.
