@@ -207,14 +207,14 @@ def test_apt_pins_refuse_hostile_values(image: Image, var: str, value: str) -> N
 
 DEBIAN_SOURCES = """\
 Types: deb
-# http://snapshot.debian.org/archive/debian/20250520T000000Z
-URIs: http://deb.debian.org/debian
+# http://snapshot.mirror.example/archive/debian/20250520T000000Z
+URIs: http://debian.mirror.example/debian
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: http://deb.debian.org/debian-security
+URIs: http://debian.mirror.example/debian-security
 Suites: bookworm-security
 Components: main contrib
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -227,8 +227,8 @@ Components: stable
 
 SOURCES_LIST = """\
 # old style
-deb http://deb.debian.org/debian bookworm main
-deb [arch=amd64 signed-by=/k.gpg] http://deb.debian.org/debian bookworm-updates main non-free
+deb http://debian.mirror.example/debian bookworm main
+deb [arch=amd64 signed-by=/k.gpg] http://debian.mirror.example/debian bookworm-updates main non-free
 deb https://download.docker.com/linux/debian bookworm stable
 """
 
@@ -255,9 +255,9 @@ def test_repos_widen_debian_components(image: Image) -> None:
     oneline = image.path("/etc/apt/sources.list").read_text().splitlines()
     assert oneline == [
         "# old style",
-        "deb http://deb.debian.org/debian bookworm main contrib non-free non-free-firmware",
+        "deb http://debian.mirror.example/debian bookworm main contrib non-free non-free-firmware",
         "deb [arch=amd64 signed-by=/k.gpg] "
-        "http://deb.debian.org/debian bookworm-updates main non-free contrib non-free-firmware",
+        "http://debian.mirror.example/debian bookworm-updates main non-free contrib non-free-firmware",
         "deb https://download.docker.com/linux/debian bookworm stable",
     ]
     assert any(c.startswith("apt-get ") and c.endswith(" update") for c in image.commands())

@@ -319,7 +319,7 @@ def test_cleanup(image: Image) -> None:
     image.file("/var/log/apt/history.log", "Start-Date: ...\n")
     image.file("/var/log/syslog.1", "old\n")
     image.file("/var/log/dpkg.log.2.gz", "old\n")
-    image.file("/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease", "x")
+    image.file("/var/lib/apt/lists/debian.mirror.example_debian_dists_bookworm_InRelease", "x")
     image.file("/usr/sbin/policy-rc.d", "#!/bin/sh\n# golden-policy-rc.d\nexit 101\n", 0o755)
     image.file("/root/.bash_history", "ls\n")
     image.file("/var/lib/golden/gpu-check.json", '{"status": "no-gpu"}\n')
