@@ -90,6 +90,7 @@ FLAVOR = _enum("is_flavor", Flavor)
 DRIVER_SOURCE = _enum("is_driver_source", DriverSource)
 CUDA_SOURCE = _enum("is_cuda_source", CudaSource)
 GPU_ARCH = Form("is_gpu_arch", r"sm_[0-9]{2,3}[a-z]?")
+CUDA_RELEASE = Form("is_cuda_release", r"[0-9]{1,2}\.[0-9]{1,2}")
 MODULE = Form("is_module", r"[a-z0-9_-]+")
 RUNTIME = _enum("is_runtime", Runtime)
 SERVICE = Form("is_service_name", r"[A-Za-z0-9@._:-]+")
@@ -163,6 +164,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_MODULE_NAME", _D, MODULE, "the kernel module, as modinfo names it"),
     Var("GOLDEN_CUDA_PACKAGES", Layer.CUDA, INSTALL_SPEC, "the host CUDA toolkit's packages", empty=True,
         words=True),
+    Var("GOLDEN_CUDA_TOOLKIT", Layer.CUDA, CUDA_RELEASE, "the pinned toolkit's CUDA release, e.g. 11.8: its nvcc "
+        "must report it", empty=True),
     Var("GOLDEN_CUDA_SOURCE", Layer.CUDA, CUDA_SOURCE, "where the toolkit comes from (nvidia or distro)",
         empty=True),
     Var("GOLDEN_CUDA_NVCC", Layer.CUDA, ABS_PATH, "the toolkit's nvcc: the cuda step compiles the CUDA check with it",

@@ -189,7 +189,8 @@ def _cuda(c: Inputs) -> Layer | None:
     pkgs = (c.pkg(tk.package, "cuda", pattern=tk.pattern),)
     arch = cudatoolkit.gpu_arch(c.profile, c.kb) or ""
     return Layer("cuda", pkgs,
-                 env={"GOLDEN_CUDA_PACKAGES": _words(pkgs), "GOLDEN_CUDA_SOURCE": tk.source.value,
+                 env={"GOLDEN_CUDA_PACKAGES": _words(pkgs), "GOLDEN_CUDA_TOOLKIT": str(c.profile.cuda_toolkit),
+                      "GOLDEN_CUDA_SOURCE": tk.source.value,
                       "GOLDEN_CUDA_NVCC": tk.nvcc, "GOLDEN_CUDA_GPU_ARCH": arch, "GOLDEN_CUDA_CCBIN": tk.ccbin or ""},
                  expect={"cuda": {"toolkit": c.profile.cuda_toolkit, "package": pkgs[0].name,
                                   "source": tk.source.value, "nvcc": tk.nvcc, "gpu_arch": arch or None,
@@ -293,7 +294,7 @@ LAYERS: tuple[LayerSpec, ...] = (
     # Without a driver the scripts get no GOLDEN_DRIVER_* at all (golden/contract.py: all or none).
     LayerSpec("driver", _driver, {}, {"driver": None, "proprietary_packages": []}),
     LayerSpec("cuda", _cuda,
-              {"GOLDEN_CUDA_PACKAGES": "", "GOLDEN_CUDA_SOURCE": "", "GOLDEN_CUDA_NVCC": "",
+              {"GOLDEN_CUDA_PACKAGES": "", "GOLDEN_CUDA_TOOLKIT": "", "GOLDEN_CUDA_SOURCE": "", "GOLDEN_CUDA_NVCC": "",
                "GOLDEN_CUDA_GPU_ARCH": "", "GOLDEN_CUDA_CCBIN": ""},
               {"cuda": {"toolkit": None, "package": None, "source": None, "nvcc": None, "gpu_arch": None,
                         "check": None}}),

@@ -34,6 +34,7 @@ check_env GOLDEN_CUDA_SOURCE is_cuda_source
 check_env GOLDEN_CUDA_NVCC is_abs_path
 check_env GOLDEN_CUDA_GPU_ARCH is_gpu_arch
 check_env GOLDEN_CUDA_CCBIN is_pkg_name
+check_env GOLDEN_CUDA_TOOLKIT is_cuda_release
 [[ -n ${GOLDEN_CUDA_SOURCE:-} && -n ${GOLDEN_CUDA_NVCC:-} ]] \
     || die "GOLDEN_CUDA_PACKAGES is set without GOLDEN_CUDA_SOURCE and GOLDEN_CUDA_NVCC"
 nvcc=$GOLDEN_CUDA_NVCC
@@ -49,6 +50,14 @@ fi
 
 apt_install "${cuda_specs[@]}"
 [[ -x $ROOT$nvcc ]] || die "the CUDA toolkit installed no $nvcc"
+# The toolkit is the pinned release before anything is built with it: a look-alike package
+# or a replaced binary stops the bake here, naming nvcc and both releases.
+if [[ -n ${GOLDEN_CUDA_TOOLKIT:-} ]]; then
+    banner=$("$ROOT$nvcc" --version 2>&1) || die "$nvcc --version failed: $(tail -n 1 <<<"$banner")"
+    [[ $banner =~ release\ ([0-9]+\.[0-9]+), ]] || die "$nvcc --version names no release: $(shown "$(tail -n 2 <<<"$banner")")"
+    [[ ${BASH_REMATCH[1]} == "$GOLDEN_CUDA_TOOLKIT" ]] \
+        || die "nvcc ($nvcc) reports CUDA release ${BASH_REMATCH[1]}, the profile pins $GOLDEN_CUDA_TOOLKIT"
+fi
 
 if [[ -n $dir ]]; then
     put_file 0644 /etc/profile.d/golden-cuda.sh <<EOS

@@ -43,6 +43,7 @@ is_os_id() { [[ $1 == debian-12 || $1 == debian-13 || $1 == ubuntu-22.04 || $1 =
 is_arch() { [[ $1 == amd64 || $1 == arm64 ]]; }
 is_driver_source() { [[ $1 == nvidia || $1 == distro ]]; }
 is_cuda_source() { [[ $1 == nvidia || $1 == distro ]]; }
+is_cuda_release() { [[ $1 =~ ^[0-9]{1,2}\.[0-9]{1,2}$ ]]; }
 is_gpu_arch() { [[ $1 =~ ^sm_[0-9]{2,3}[a-z]?$ ]]; }
 
 # A package to install: "name" or "name=exactversion".

@@ -21,10 +21,21 @@ NO_DEVICE = ('{"schema": 1, "driver": 12020, "driver_error": 0, "runtime": 0, "r
              '"cudart": 11080, "device_count": 0, "error": 100, "error_name": "cudaErrorNoDevice", "devices": []}')
 
 
-def fake_nvcc(image: Image, path: str, *, answer: str = NO_DEVICE, fail: str | None = None) -> None:
-    """An nvcc that logs its argv and writes ``-o OUT`` as a program printing ``answer``."""
+def banner(release: str) -> str:
+    """nvcc --version as CUDA prints it (the release is on the fourth line)."""
+    return ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2022 NVIDIA Corporation\n"
+            f"Built on Wed_Sep_21_10:33:58_PDT_2022\nCuda compilation tools, release {release}, V{release}.89\n"
+            f"Build cuda_{release}.r{release}/compiler.31833905_0\n")
+
+
+def fake_nvcc(image: Image, path: str, *, answer: str = NO_DEVICE, fail: str | None = None,
+              release: str | None = None) -> None:
+    """An nvcc that answers ``--version`` with ``release`` (default: the one its path or
+    Debian's 11.8 says), logs any other argv and writes ``-o OUT`` as a program printing ``answer``."""
+    release = release or (path.split("/cuda-")[1].split("/")[0] if "/cuda-" in path else "11.8")
     program = f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(answer)}\n"
     body = f'''#!/bin/bash
+if [[ ${{1:-}} == --version ]]; then printf '%s' {shlex.quote(banner(release))}; exit 0; fi
 echo "nvcc $*" >>"$STUB_LOG"
 {f"echo {shlex.quote(fail)} >&2; exit 2" if fail else ""}
 out=''
@@ -73,6 +84,15 @@ def test_a_compile_failure_fails_the_bake_with_the_compilers_lines(image: Image)
     err = failed(image.run("50-cuda.sh", plan_env("local-debian12-r535-cuda")))
     assert 'golden[50-cuda]: nvcc: cuda-check.cu(3): error: identifier "x" is undefined' in err
     assert "error: nvcc could not compile cuda-check.cu for sm_89" in err
+    assert not image.path("/usr/lib/golden/cuda-check").exists()
+
+
+def test_an_nvcc_of_another_release_fails_before_anything_is_built(image: Image) -> None:
+    """A look-alike package or a replaced binary: nvcc names another release than the pin."""
+    fake_nvcc(image, "/usr/bin/nvcc", release="12.4")
+    err = failed(image.run("50-cuda.sh", plan_env("local-debian12-r535-cuda")))
+    assert "error: nvcc (/usr/bin/nvcc) reports CUDA release 12.4, the profile pins 11.8" in err
+    assert not [c for c in image.commands() if c.startswith("nvcc ")]
     assert not image.path("/usr/lib/golden/cuda-check").exists()
 
 

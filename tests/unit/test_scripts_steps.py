@@ -282,7 +282,9 @@ def test_cuda_profile_path(image: Image) -> None:
     # An nvcc that "compiles" the CUDA check (tests/unit/test_scripts_cuda.py tests that part).
     image.file("/usr/local/cuda-13.2/bin/cuda-check", "#!/bin/sh\necho '{\"schema\": 1}'\n", mode=0o755)
     image.file("/usr/local/cuda-13.2/bin/nvcc",
-               '#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\ncp "${0%/*}/cuda-check" "$2"\n', mode=0o755)
+               '#!/bin/sh\nif [ "$1" = --version ]; then\n'
+               '    echo "Cuda compilation tools, release 13.2, V13.2.51"; exit 0\nfi\n'
+               'while [ "$1" != -o ]; do shift; done\ncp "${0%/*}/cuda-check" "$2"\n', mode=0o755)
     ok(image.run("50-cuda.sh", env))
     profile = image.path("/etc/profile.d/golden-cuda.sh")
     # Sourced twice, as login shells nest: the directory is on PATH once.
