@@ -47,6 +47,7 @@ holds=()
 env_words holds GOLDEN_HOLDS is_pkg_name
 cuda_specs=()
 env_words cuda_specs GOLDEN_CUDA_PACKAGES is_install_spec
+check_env GOLDEN_CUDA_TOOLKIT is_cuda_release
 ctk_specs=()
 env_words ctk_specs GOLDEN_CTK_PACKAGES is_install_spec
 runtime_specs=()
@@ -121,17 +122,19 @@ fi
 
 # ---------------------------------------------------------------- the other components
 
+# The toolkit: its release as pinned (NVIDIA's cuda-toolkit-X-Y or the OS vendor's
+# nvidia-cuda-toolkit; the cuda step checked nvcc against it), its package and version.
 cuda_toolkit='' cuda_package='' cuda_version=''
-for spec in "${cuda_specs[@]}"; do
-    name=$(spec_name "$spec")
-    if [[ $name =~ ^cuda-toolkit-([0-9]+)-([0-9]+)$ ]]; then
+if ((${#cuda_specs[@]})); then
+    cuda_package=$(spec_name "${cuda_specs[0]}")
+    cuda_version=${version_of[$cuda_package]:-}
+    [[ -n $cuda_version ]] || die "$cuda_package is not installed"
+    cuda_toolkit=${GOLDEN_CUDA_TOOLKIT:-}
+    if [[ -z $cuda_toolkit && $cuda_package =~ ^cuda-toolkit-([0-9]+)-([0-9]+)$ ]]; then
         cuda_toolkit=${BASH_REMATCH[1]}.${BASH_REMATCH[2]}
-        cuda_package=$name
-        cuda_version=${version_of[$name]:-}
-        [[ -n $cuda_version ]] || die "$name is not installed"
-        break
     fi
-done
+    [[ -n $cuda_toolkit ]] || die "cannot tell the CUDA release of $cuda_package (GOLDEN_CUDA_TOOLKIT is unset)"
+fi
 
 ctk_version='' ctk_package_version=''
 if ((${#ctk_specs[@]})); then

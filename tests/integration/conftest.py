@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
-from tests.integration.workspace import R535, WORKLOADS, Baked, Workspace, assert_nothing_left, need_root_and_bake_tools
+from tests.integration.workspace import (
+    CUDA,
+    R535,
+    WORKLOADS,
+    Baked,
+    Workspace,
+    assert_nothing_left,
+    need_root_and_bake_tools,
+)
 from tests.ociimage import Layout, cuda_image
 from tests.registry import local_registry, push, skopeo_env
 
@@ -61,3 +69,15 @@ def r535_bake(tmp_path_factory: pytest.TempPathFactory) -> Baked:
         summary = ws.bake(R535)
     assert_nothing_left(ws)
     return Baked(ws, summary)
+
+
+@pytest.fixture(scope="session")
+def cuda_bake(r535_bake: Baked, tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    """``invoke build --profile local-debian12-r535-cuda``, for real, once per session: Debian's
+    CUDA 11.8 toolkit and containerd on the R535 image. It asks for the R535 bake first, so it
+    shares that bake's cached base and finds its module in the module cache (build/cache/modules:
+    the same driver, kernel and compiler), as a second bake on a build machine would."""
+    ws = Workspace(tmp_path_factory.mktemp("r535-cuda"))
+    summary = ws.bake(CUDA)
+    assert_nothing_left(ws)
+    return Baked(ws, summary, CUDA)

@@ -15,6 +15,8 @@ from tests.conftest import IN_CI, require_tool
 
 #: The profile of the session's real bake (tests/integration/conftest.py).
 R535 = "local-debian12-r535"
+#: The session's second real bake: R535 with Debian's CUDA 11.8 toolkit and containerd.
+CUDA = "local-debian12-r535-cuda"
 #: What the session's bake declares will run on it: CUDA 12.2 is R535's own ceiling. (The
 #: session's bake adds trainer-12-9, an image in a local registry: CUDA 12.9 is above the ceiling
 #: in the same major; the gate warns, minor-version compatibility lets it run.)
@@ -80,9 +82,9 @@ def assert_nothing_left(ws: Workspace) -> None:
 
 
 class Baked:
-    """The session's real bake of local-debian12-r535: its workspace and summary line."""
+    """One of the session's real bakes: its workspace, summary line and build directory."""
 
-    def __init__(self, ws: Workspace, summary: str) -> None:
-        self.ws, self.summary = ws, summary
-        self.out = ws.build_root / R535
+    def __init__(self, ws: Workspace, summary: str, name: str = R535) -> None:
+        self.ws, self.summary, self.name = ws, summary, name
+        self.out = ws.build_root / name
         self.artifact = self.out / "artifacts" / "rootfs.tar.zst"

@@ -123,6 +123,19 @@ def test_release_ubuntu_and_idempotent(image: Image) -> None:
     assert "holds unchanged" in second.stderr
 
 
+def test_release_records_the_distro_toolkit(image: Image) -> None:
+    """Debian's nvidia-cuda-toolkit: the release as pinned (the cuda step checked nvcc), its package."""
+    need("systemctl")
+    env = debian_image(image)
+    rows = json.loads((image.tmp / "dpkg.json").read_text())
+    image.packages([*rows, {"name": "nvidia-cuda-toolkit", "version": "11.8.89~11.8.0-5~deb12u1"}])
+    env.update(GOLDEN_CUDA_PACKAGES="nvidia-cuda-toolkit", GOLDEN_CUDA_TOOLKIT="11.8",
+               GOLDEN_HOLDS=env["GOLDEN_HOLDS"] + " nvidia-cuda-toolkit")
+    ok(image.run("90-release.sh", env))
+    assert release(image)["cuda"] == {"toolkit": "11.8", "package": "nvidia-cuda-toolkit",
+                                      "version": "11.8.89~11.8.0-5~deb12u1"}
+
+
 @pytest.mark.parametrize("advert", ["[]", "{\"cuda_ceiling\": 12, \"workloads\": []}",
                                     "{\"cuda_ceiling\": null, \"workloads\": [{\"name\": \"x\"}]}", None])
 def test_release_refuses_a_broken_advert(image: Image, advert: str | None) -> None:
