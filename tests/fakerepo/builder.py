@@ -41,7 +41,7 @@ REQUIRED_TOOLS = ("dpkg-deb", "apt-ftparchive", "gpg", "gpgconf", COMPILER)
 
 
 def build_repo(dest: Path, *, drivers: Sequence[FakeDriver],
-               ctk_versions: Sequence[str | FakeToolkit], cuda: Sequence[str] = (),
+               ctk_versions: Sequence[str | FakeToolkit], cuda: Sequence[str | tuple[str, str]] = (),
                distro: str = "debian12", kernel: str = "6.1.0-50-cloud-amd64",
                gpg_home: Path | None = None,
                flavor_overrides: Mapping[str, Flavor] | None = None) -> Repo:
@@ -92,7 +92,7 @@ def build_repo(dest: Path, *, drivers: Sequence[FakeDriver],
 
 
 def _specs(family: str, kernel: str, drivers: list[FakeDriver], toolkits: list[FakeToolkit],
-           cuda: list[str], overrides: dict[str, Flavor]) -> list[DebSpec]:
+           cuda: list[str | tuple[str, str]], overrides: dict[str, Flavor]) -> list[DebSpec]:
     specs: list[DebSpec] = []
     known: set[str] = set()
     for drv in drivers:
@@ -111,8 +111,8 @@ def _specs(family: str, kernel: str, drivers: list[FakeDriver], toolkits: list[F
         specs.append(nvlsm_deb())
     for tk in toolkits:
         specs += ctk_debs(tk)
-    for version in cuda:
-        specs += cuda_debs(version)
+    for entry in cuda:   # a version, or (version, the release its nvcc claims)
+        specs += cuda_debs(*entry) if isinstance(entry, tuple) else cuda_debs(entry)
 
     seen: dict[str, DebSpec] = {}
     for spec in specs:

@@ -379,18 +379,23 @@ def ctk_debs(tk: FakeToolkit) -> list[DebSpec]:
 
 # --- CUDA toolkit ------------------------------------------------------------------
 
-def cuda_debs(version: str) -> list[DebSpec]:
-    """``cuda-toolkit-X-Y`` at ``X.Y.Z-1`` with an nvcc that prints the real 5-line banner."""
+def cuda_debs(version: str, reports: str | None = None) -> list[DebSpec]:
+    """``cuda-toolkit-X-Y`` at ``X.Y.Z-1`` with an nvcc that prints the real 5-line banner,
+    naming release ``reports`` (a look-alike of another release) when given."""
     parts = version.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ValueError(f"CUDA toolkit version {version!r} is not like 13.2.1")
     major, minor, _ = parts
+    said_major, said_minor = (reports or f"{major}.{minor}").split(".")
     prefix = f"usr/local/cuda-{major}.{minor}"
     nvcc = _sh(
         'case "${1:-}" in --version|-V) ;; *) echo "nvcc fatal   : look-alike" >&2; exit 1;; esac\n'
         "echo 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
         "echo 'Copyright (c) 2005-2026 NVIDIA Corporation'\n"
         "echo 'Built on Tue_Jan_06_09:00:00_PM_PST_2026'\n"
+        f"echo 'Cuda compilation tools, release {said_major}.{said_minor}, V{said_major}.{said_minor}.0'\n"
+        f"echo 'Build cuda_{said_major}.{said_minor}.r{said_major}.{said_minor}/compiler.00000000_0'\n"
+        if reports else
         f"echo 'Cuda compilation tools, release {major}.{minor}, V{version}'\n"
         f"echo 'Build cuda_{major}.{minor}.r{major}.{minor}/compiler.00000000_0'\n")
     return [DebSpec(

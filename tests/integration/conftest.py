@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import require_tool
 from tests.integration.workspace import (
     CUDA,
+    DRIVERLESS,
     R535,
     WORKLOADS,
     Baked,
@@ -81,3 +82,15 @@ def cuda_bake(r535_bake: Baked, tmp_path_factory: pytest.TempPathFactory) -> Bak
     summary = ws.bake(CUDA)
     assert_nothing_left(ws)
     return Baked(ws, summary, CUDA)
+
+
+@pytest.fixture(scope="session")
+def driverless_bake(tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    """``invoke build --profile local-debian13-driverless``, for real, once per session: a clean
+    Debian 13 host for the GPU Operator (no driver, nouveau blacklisted, headers held, containerd),
+    booted under QEMU."""
+    need_root_and_bake_tools()
+    ws = Workspace(tmp_path_factory.mktemp("driverless"))
+    summary = ws.bake(DRIVERLESS)
+    assert_nothing_left(ws)
+    return Baked(ws, summary, DRIVERLESS)

@@ -178,7 +178,7 @@ def test_module_that_does_not_build_fails_naming_kernel_and_module(ws: Workspace
 
 # -- planted faults from a local NVIDIA look-alike mirror ----------------------
 
-def mirror_profile(cuda_url: str, ctk_url: str, fingerprint: str) -> dict[str, object]:
+def mirror_profile(cuda_url: str, ctk_url: str, fingerprint: str, cuda: str | None = None) -> dict[str, object]:
     def repo(url: str) -> dict[str, str]:
         return {"url": url, "key_url": url + "gpgkey", "key_fingerprint": fingerprint}
 
@@ -189,7 +189,7 @@ def mirror_profile(cuda_url: str, ctk_url: str, fingerprint: str) -> dict[str, o
         "kernel": "6.1.0-50-cloud-amd64",
         "gpu": "b200",
         "driver": {"branch": "595", "version": "595.58.03"},
-        "cuda": {"toolkit": None},
+        "cuda": {"toolkit": cuda},
         "container": {"runtime": "docker", "toolkit": "1.19.0"},
         "repos": {"cuda": repo(cuda_url), "container_toolkit": repo(ctk_url)},
         "target": {"kind": "local", "boot_test": False},
@@ -202,19 +202,21 @@ class Mirror:
 
     def bake(self, *, drivers: list[FakeDriver], toolkits: list[FakeToolkit],
              expect_fingerprint: str | None = None, gpg_home: Path | None = None,
-             scripts_dir: Path | None = None, locked: bool = False) -> str:
+             scripts_dir: Path | None = None, locked: bool = False,
+             cuda: tuple[str, str] | None = None) -> str:
         # Two repositories, as NVIDIA publishes them: CUDA (drivers) and the container toolkit.
         gpg_home = gpg_home or self.key.home
         shutil.rmtree(self.tmp / "srv", ignore_errors=True)   # a fresh mirror each bake
-        cuda = build_repo(self.tmp / "srv" / "cuda", drivers=drivers, ctk_versions=[],
-                          distro="debian-12", gpg_home=gpg_home)
+        pinned = None if cuda is None else ".".join(cuda[0].split(".")[:2])
+        cuda_repo = build_repo(self.tmp / "srv" / "cuda", drivers=drivers, ctk_versions=[],
+                               cuda=[cuda] if cuda else [], distro="debian-12", gpg_home=gpg_home)
         ctk = build_repo(self.tmp / "srv" / "ctk", drivers=[], ctk_versions=list(toolkits),
                          distro="debian-12", gpg_home=gpg_home)
         with RepoServer(self.tmp / "srv") as server:
-            cuda, ctk = server.publish(cuda), server.publish(ctk)
-            assert cuda.url is not None and ctk.url is not None
-            self.ws.write_profile("mirror", mirror_profile(cuda.url, ctk.url,
-                                                           expect_fingerprint or cuda.fingerprint))
+            served, ctk = server.publish(cuda_repo), server.publish(ctk)
+            assert served.url is not None and ctk.url is not None
+            self.ws.write_profile("mirror", mirror_profile(served.url, ctk.url,
+                                                           expect_fingerprint or served.fingerprint, pinned))
             return self.ws.bake("mirror", scripts_dir=scripts_dir, locked=locked)
 
     def bake_fails(self, **kwargs: object) -> str:
@@ -281,6 +283,13 @@ def test_mirror_serving_another_driver_version_than_locked_fails(mirror: Mirror,
 def test_proprietary_module_where_open_is_required_fails(mirror: Mirror) -> None:
     line = mirror.bake_fails(drivers=[FakeDriver("595.58.03", open=False)], toolkits=[GOOD_CTK])
     assert "Dual MIT/GPL" in line and "NVIDIA" in line, line
+
+
+def test_a_toolkit_whose_nvcc_reports_another_release_fails(mirror: Mirror) -> None:
+    """A look-alike cuda-toolkit-13-2 whose nvcc says 13.1: the cuda step stops the bake
+    before building anything, naming nvcc and both releases."""
+    line = mirror.bake_fails(drivers=[GOOD_DRIVER], toolkits=[GOOD_CTK], cuda=("13.2.51", "13.1"))
+    assert "nvcc (/usr/local/cuda-13.2/bin/nvcc) reports CUDA release 13.1, the profile pins 13.2" in line, line
 
 
 def test_container_toolkit_drift_fails(mirror: Mirror) -> None:

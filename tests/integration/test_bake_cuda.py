@@ -10,12 +10,11 @@ QEMU boot that runs the program again and starts a container under containerd.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from golden import lockfile
-from tests.integration.workspace import CUDA, Baked, need_root_and_bake_tools
+from tests.integration.workspace import CUDA, Baked, need_root_and_bake_tools, report_checks
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +24,10 @@ def _needs_root_and_tools() -> None:
     need_root_and_bake_tools()
 
 
-def checks(path: Any) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in json.loads(path.read_text())["checks"]}
-
 
 def test_the_toolkit_is_debians_11_8_and_builds_code_that_runs_on_the_driver(cuda_bake: Baked) -> None:
     assert "verification passed" in cuda_bake.summary
-    bake = checks(cuda_bake.artifact.parent / "verify-report.json")
+    bake = report_checks(cuda_bake.artifact.parent / "verify-report.json")
     nvcc = bake["nvcc-version"]
     assert nvcc["passed"] and nvcc["actual"] == "11.8" and "/usr/bin/nvcc (distro)" in nvcc["detail"], nvcc
     assert bake["cuda-ceiling"]["passed"]
@@ -50,14 +46,14 @@ def test_the_toolkit_is_debians_11_8_and_builds_code_that_runs_on_the_driver(cud
 def test_the_module_came_from_the_cache_and_is_checked_as_if_built(cuda_bake: Baked) -> None:
     log = (cuda_bake.out / "packer.log").read_text(errors="replace")
     assert "module cache hit for 6.1.0-50-cloud-amd64" in log and "nothing compiled" in log
-    bake = checks(cuda_bake.artifact.parent / "verify-report.json")
+    bake = report_checks(cuda_bake.artifact.parent / "verify-report.json")
     assert all(c["passed"] for name, c in bake.items() if name.startswith(("module-version[", "modinfo")))
 
 
 def test_the_boot_runs_the_program_and_a_container_under_containerd(cuda_bake: Baked) -> None:
     boot = lockfile.load(cuda_bake.ws.lock)["profiles"][CUDA]["builds"][0]["boot_test"]
     assert boot["status"] == "passed" and boot["failed"] == 0
-    booted = checks(cuda_bake.out / "verify-report-boot.json")
+    booted = report_checks(cuda_bake.out / "verify-report-boot.json")
     answer = booted["cuda-check-answer"]
     assert answer["passed"] and answer["actual"] == "no-device", answer      # module loaded, no GPU
     assert booted["cuda-check-runtime"]["actual"] == "11.8" and booted["cuda-check-driver"]["actual"] == "12.2"

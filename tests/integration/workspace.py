@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,6 +19,8 @@ from tests.conftest import IN_CI, require_tool
 R535 = "local-debian12-r535"
 #: The session's second real bake: R535 with Debian's CUDA 11.8 toolkit and containerd.
 CUDA = "local-debian12-r535-cuda"
+#: The session's third: Debian 13 without a driver, for the GPU Operator.
+DRIVERLESS = "local-debian13-driverless"
 #: What the session's bake declares will run on it: CUDA 12.2 is R535's own ceiling. (The
 #: session's bake adds trainer-12-9, an image in a local registry: CUDA 12.9 is above the ceiling
 #: in the same major; the gate warns, minor-version compatibility lets it run.)
@@ -65,6 +69,11 @@ class Workspace:
     def bake(self, name: str, **kwargs: object) -> str:
         return build(name, None, lock_path=self.lock, build_root=self.build_root,
                      profiles_dir=self.profiles, **kwargs)  # type: ignore[arg-type]
+
+
+def report_checks(path: Path) -> dict[str, dict[str, Any]]:
+    """A verification report's checks by name."""
+    return {c["name"]: c for c in json.loads(path.read_text())["checks"]}
 
 
 def assert_nothing_left(ws: Workspace) -> None:
