@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from golden.errors import GoldenError, shown
-from golden.profile import Arch, CudaSource, DriverSource, Flavor, OsName, Runtime
+from golden.profile import NVME_MODEL as _NVME_MODEL
+from golden.profile import Arch, CudaSource, DataFs, DriverSource, Flavor, OsName, Runtime
 
 
 class Layer(StrEnum):
@@ -36,6 +37,8 @@ class Layer(StrEnum):
     DRIVER = "driver"
     CUDA = "cuda"
     RUNTIME = "runtime"
+    #: Local NVMe for data and the runtime's storage, built at every boot (golden-data-disks).
+    DATA_DISKS = "data-disks"
     CONTAINER_TOOLKIT = "container-toolkit"
     FABRIC_MANAGER = "fabric-manager"
     PERSISTENCE = "persistence"
@@ -95,6 +98,8 @@ MODULE = Form("is_module", r"[a-z0-9_-]+")
 RUNTIME = _enum("is_runtime", Runtime)
 SERVICE = Form("is_service_name", r"[A-Za-z0-9@._:-]+")
 BOOL = Form("is_bool", values=("true", "false"))
+DATA_FS = _enum("is_data_fs", DataFs)
+NVME_MODEL = Form("is_nvme_model", _NVME_MODEL.pattern.removeprefix("^").removesuffix("$"))
 ABS_PATH = Form("is_abs_path", r"/[A-Za-z0-9._/-]*")
 STEP = Form("", r"[0-9]{2}-[A-Za-z0-9][A-Za-z0-9._-]*|golden")
 FLAG = Form("", values=("1",))
@@ -178,6 +183,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_RUNTIME_PACKAGES", Layer.RUNTIME, INSTALL_SPEC, "the runtime's packages", empty=True,
         words=True),
     Var("GOLDEN_RUNTIME_SERVICE", Layer.RUNTIME, SERVICE, "the runtime's systemd service", empty=True),
+    Var("GOLDEN_DATA_DISKS_PACKAGES", Layer.DATA_DISKS, INSTALL_SPEC, "mdadm (and xfsprogs for xfs)",
+        words=True),
+    Var("GOLDEN_DATA_DISKS_MODEL", Layer.DATA_DISKS, NVME_MODEL, "the NVMe model of the disks to use, e.g. "
+        "Amazon EC2 NVMe Instance Storage"),
+    Var("GOLDEN_DATA_DISKS_MOUNT", Layer.DATA_DISKS, ABS_PATH, "where their filesystem is mounted, e.g. /data"),
+    Var("GOLDEN_DATA_DISKS_FS", Layer.DATA_DISKS, DATA_FS, "their filesystem"),
+    Var("GOLDEN_DATA_DISKS_STORAGE", Layer.DATA_DISKS, ABS_PATH, "the runtime's storage directory, bind-mounted "
+        "onto the data disks (empty: no runtime)", empty=True),
     Var("GOLDEN_CTK_VERSION", Layer.CONTAINER_TOOLKIT, VERSION, "the NVIDIA Container Toolkit's version",
         empty=True),
     Var("GOLDEN_CTK_PACKAGES", Layer.CONTAINER_TOOLKIT, INSTALL_SPEC, "the container toolkit's packages",

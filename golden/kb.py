@@ -177,6 +177,8 @@ class KnowledgeBase:
     nvidia_arch: dict[str, str]
     packages: dict[str, Any] = field(repr=False)
     runtimes: Runtimes = field(repr=False)
+    #: EC2 instance families with local NVMe instance store (gpus.yaml ``instance_store``).
+    instance_store: dict[str, Fact] = field(default_factory=dict, repr=False)
 
     # -- questions the gate, the renderer and `invoke matrix` ask -------------
     def cuda_minors(self) -> list[str]:
@@ -294,6 +296,7 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
         nvidia_arch={str(k): str(v) for k, v in os_raw["nvidia_arch"].items()},
         packages=_read("packages.yaml", data_dir),
         runtimes=_runtimes(_read("runtimes.yaml", data_dir)),
+        instance_store={str(k): Fact(**_fact(v)) for k, v in gpus_raw.get("instance_store", {}).items()},
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from golden import cudatoolkit
 from golden.kb import KnowledgeBase, OsInfo
-from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
+from golden.profile import DataFs, Driver, DriverSource, Flavor, Profile, Runtime
 from golden.versions import DriverVersion
 
 
@@ -26,7 +26,7 @@ class Package:
 
     name: str
     # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | driver-extra
-    # | persistence
+    # | persistence | data-disks
     group: str
     version: str | None = None      # exact Debian version when resolved (images.lock)
     pattern: str | None = None      # apt pin pattern when not resolved, e.g. "535.261.03-*"
@@ -208,6 +208,31 @@ def _runtime(c: Inputs) -> Layer | None:
                  expect={"container": {"service": service, "config": config}})
 
 
+#: Where golden-data-disks reports what it did at boot.
+DATA_DISKS_STATUS = "/run/golden/data-disks.json"
+
+
+def _data_disks(c: Inputs) -> Layer | None:
+    """Local NVMe (instance store) as one filesystem at the mount point, with the runtime's
+    storage directory bind-mounted onto it: built at every boot by golden-data-disks."""
+    dd = c.profile.data_disks
+    if not dd.enabled:
+        return None
+    spec = c.pk["data_disks"]
+    names = [*spec[c.osi.family], *(spec["xfs"] if dd.filesystem is DataFs.XFS else [])]
+    pkgs = tuple(c.pkg(n, "data-disks", hold=False) for n in names)
+    runtime = c.profile.container.runtime
+    storage = "" if runtime is Runtime.NONE else str(c.pk["runtimes"][runtime.value]["storage"])
+    return Layer("data-disks", pkgs,
+                 env={"GOLDEN_DATA_DISKS_PACKAGES": _words(pkgs), "GOLDEN_DATA_DISKS_MODEL": dd.model,
+                      "GOLDEN_DATA_DISKS_MOUNT": dd.mount, "GOLDEN_DATA_DISKS_FS": dd.filesystem.value,
+                      "GOLDEN_DATA_DISKS_STORAGE": storage},
+                 expect={"data_disks": {"model": dd.model, "mount": dd.mount, "filesystem": dd.filesystem.value,
+                                        "storage": storage or None, "status": DATA_DISKS_STATUS,
+                                        "unit": "golden-data-disks.service",
+                                        "packages": [p.name for p in pkgs]}})
+
+
 def _container_toolkit(c: Inputs) -> Layer | None:
     ctk = c.profile.container.toolkit
     if not ctk or c.profile.driver is None:        # driverless: the gate warns, the Operator brings it
@@ -300,6 +325,7 @@ LAYERS: tuple[LayerSpec, ...] = (
                         "check": None}}),
     LayerSpec("runtime", _runtime, {"GOLDEN_RUNTIME_PACKAGES": "", "GOLDEN_RUNTIME_SERVICE": ""},
               {"container": {"service": None, "config": None}}),
+    LayerSpec("data-disks", _data_disks, {}, {"data_disks": None}),
     LayerSpec("container-toolkit", _container_toolkit,
               {"GOLDEN_CTK_PACKAGES": "", "GOLDEN_CDI": "false", "GOLDEN_CDI_REFRESH": "false"},
               {"container": {"cdi": False, "cdi_refresh": False}}),

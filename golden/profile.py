@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,13 @@ OWNER = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
 SSM_PARAMETER = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 AMI_NAME_FILTER = re.compile(r"^[A-Za-z0-9 ._*?()/:-]{1,128}$")
 DESCRIPTION = re.compile(r"^[^\x00-\x1f\x7f\"\\$`{}%<>]{0,200}$")
+#: An NVMe controller's model string as /sys/block/nvmeXn1/device/model shows it, trimmed (the
+#: field is 40 bytes): letters, digits, spaces inside, . _ -.
+NVME_MODEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9 ._-]{0,38}[A-Za-z0-9._-])?$")
+MOUNT_POINT = re.compile(r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$")
+#: Where a data disk must not be mounted: the system's own trees.
+SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "proc", "root", "run", "sbin",
+                         "sys", "tmp", "usr", "var"})
 #: How many files an ``extends`` chain may have: real chains have two or three.
 MAX_EXTENDS_DEPTH = 32
 
@@ -83,6 +90,13 @@ class Runtime(StrEnum):
     NONE = "none"
 
 
+class DataFs(StrEnum):
+    """The data disks' filesystem (xfs brings xfsprogs onto the image)."""
+
+    EXT4 = "ext4"
+    XFS = "xfs"
+
+
 class TargetKind(StrEnum):
     AMAZON_EBS = "amazon-ebs"
     LOCAL = "local"
@@ -101,6 +115,18 @@ class Container:
     runtime: Runtime
     toolkit: str | None
     cdi: bool
+
+
+@dataclass(frozen=True)
+class DataDisks:
+    """Local NVMe (EC2's instance store) as one filesystem at ``mount``: RAID0 over several disks,
+    rebuilt at every boot where it is empty, the container runtime's storage on it."""
+
+    enabled: bool = False
+    #: The NVMe model of the disks to use; anything else (EBS, the root disk) is never touched.
+    model: str = "Amazon EC2 NVMe Instance Storage"
+    mount: str = "/data"
+    filesystem: DataFs = DataFs.EXT4
 
 
 @dataclass(frozen=True)
@@ -169,6 +195,8 @@ class Profile:
     #: builds against them); without one the GPU Operator's driver container compiles against
     #: them, unless it uses precompiled modules (``kernel_headers: false``).
     kernel_headers: bool = True
+    #: Local NVMe for data and the container storage (``data_disks``).
+    data_disks: DataDisks = DataDisks()
 
     def wants_fabric_manager(self, kb: KnowledgeBase) -> bool:
         if self.driver is None:
@@ -258,7 +286,7 @@ def _resolve(name: str, root: Path, chain: tuple[str, ...], origins: Origins) ->
 
 
 TOP_KEYS = ("description", "os", "arch", "kernel", "kernel_headers", "gpu", "driver", "cuda", "container",
-            "fabric_manager", "persistence", "repos", "target", "workloads")
+            "fabric_manager", "persistence", "repos", "target", "workloads", "data_disks")
 
 
 def _repo(r: Reader, key: str) -> Repo | None:
@@ -344,6 +372,36 @@ def _target(r: Reader) -> Target:
     )
 
 
+def instance_store_default(kb: KnowledgeBase, gpu: str, target: Target) -> bool:
+    """Data disks are on by default on EC2 when every instance family of the GPU has instance-store
+    NVMe as the knowledge base records it (golden/data/gpus.yaml ``instance_store``)."""
+    families = kb.gpus[gpu].aws
+    return (target.kind is TargetKind.AMAZON_EBS and bool(families)
+            and all(f in kb.instance_store for f in families))
+
+
+def _data_disks(r: Reader, default: bool) -> DataDisks:
+    if r.data.get("data_disks") is None:
+        return DataDisks(enabled=default)
+    s = r.section("data_disks")
+    assert s is not None
+    s.only("enabled", "model", "mount", "filesystem")
+    base = DataDisks()
+    mount = s.required_text("mount", MOUNT_POINT, "an absolute path such as /data (letters, digits, . _ -)",
+                            default=base.mount)
+    parts = mount.strip("/").split("/")
+    if parts[0] in SYSTEM_DIRS or ".." in parts or "." in parts:
+        raise s.fail("mount", f"a directory of its own such as /data, not under /{parts[0]} or with . or ..; "
+                              f"got {show(mount)}")
+    return DataDisks(
+        enabled=s.flag("enabled", default),
+        model=s.required_text("model", NVME_MODEL, 'an NVMe model string such as "Amazon EC2 NVMe Instance '
+                              'Storage" (letters, digits, spaces inside, . _ -; at most 40)', default=base.model),
+        mount=mount,
+        filesystem=s.enum("filesystem", DataFs, DataFs.EXT4),
+    )
+
+
 def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins: Origins,
           kb: KnowledgeBase) -> Profile:
     """Check merged profile data and build the :class:`Profile`."""
@@ -377,7 +435,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         repos_r.only("os", "cuda", "container_toolkit")
         repos = Repos(os=_repo(repos_r, "os"), cuda=_repo(repos_r, "cuda"),
                       container_toolkit=_repo(repos_r, "container_toolkit"))
-    return Profile(
+    profile = Profile(
         name=name,
         path=leaf,
         description=description,
@@ -398,6 +456,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         cuda_source=cuda_source,
         kernel_headers=r.flag("kernel_headers", True),
     )
+    return replace(profile, data_disks=_data_disks(r, instance_store_default(kb, profile.gpu, profile.target)))
 
 
 def load_profile(name: str, root: Path = PROFILES, kb: KnowledgeBase | None = None) -> Profile:

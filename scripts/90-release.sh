@@ -41,6 +41,8 @@ check_env GOLDEN_CDI_REFRESH is_bool
 check_env GOLDEN_RUNTIME is_runtime
 check_env GOLDEN_RUNTIME_SERVICE is_service_name
 check_env GOLDEN_PERSISTENCE is_bool
+# The data-disks layer: present when GOLDEN_DATA_DISKS_MOUNT is set.
+check_env GOLDEN_DATA_DISKS_MOUNT is_abs_path
 driver_sources=()
 env_words driver_sources GOLDEN_DRIVER_SOURCES is_pkg_name
 holds=()
@@ -182,7 +184,8 @@ manifest=$(
         ctk_version="$ctk_version" ctk_package_version="$ctk_package_version" \
         cdi="$cdi" cdi_refresh="$cdi_refresh" \
         runtime_package="$runtime_package" runtime_version="$runtime_version" \
-        fm_package="$fm_package" fm_version="$fm_version" advert="$advert"
+        fm_package="$fm_package" fm_version="$fm_version" advert="$advert" \
+        data_disks_mount="${GOLDEN_DATA_DISKS_MOUNT:-}"
 ) || die "release.py could not make release.json (see above)"
 put_file 0644 /etc/golden/release.json <<<"$manifest"
 

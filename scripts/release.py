@@ -33,8 +33,11 @@ FACTS = (
     "kernels", "driver_version", "module_kernels",
     "cuda_toolkit", "cuda_package", "cuda_version",
     "ctk_version", "ctk_package_version", "cdi", "cdi_refresh",
-    "runtime_package", "runtime_version", "fm_package", "fm_version", "advert",
+    "runtime_package", "runtime_version", "fm_package", "fm_version", "advert", "data_disks_mount",
 )
+#: How workloads use the data disks: recorded in release.json with the mount point.
+DATA_CONVENTION = ("datasets read-only and checkpoints writable as bind mounts under {mount}, "
+                   "never the container's writable layer")
 #: The keys of one advertised workload, in the manifest's order.
 WORKLOAD_KEYS = ("name", "image", "digest", "cuda", "verdict")
 
@@ -119,6 +122,9 @@ def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str
         "fabric_manager": {"enabled": bool(facts["fm_package"]), "package": _opt(facts["fm_package"]),
                            "version": _opt(facts["fm_version"])},
         "persistence": env.get("GOLDEN_PERSISTENCE") == "true",
+        "data_disks": ({"mount": facts["data_disks_mount"],
+                        "convention": DATA_CONVENTION.format(mount=facts["data_disks_mount"])}
+                       if facts["data_disks_mount"] else None),
         "workloads": advert["workloads"],
         "packages": packages,
     }

@@ -45,6 +45,9 @@ is_driver_source() { [[ $1 == nvidia || $1 == distro ]]; }
 is_cuda_source() { [[ $1 == nvidia || $1 == distro ]]; }
 is_cuda_release() { [[ $1 =~ ^[0-9]{1,2}\.[0-9]{1,2}$ ]]; }
 is_gpu_arch() { [[ $1 =~ ^sm_[0-9]{2,3}[a-z]?$ ]]; }
+is_data_fs() { [[ $1 == ext4 || $1 == xfs ]]; }
+# An NVMe model string, trimmed: "Amazon EC2 NVMe Instance Storage" (spaces inside only).
+is_nvme_model() { [[ $1 =~ ^[A-Za-z0-9]([A-Za-z0-9\ ._-]{0,38}[A-Za-z0-9._-])?$ ]]; }
 
 # A package to install: "name" or "name=exactversion".
 is_install_spec() {

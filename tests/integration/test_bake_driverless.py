@@ -42,10 +42,15 @@ def test_the_image_has_no_nvidia_stack_and_holds_the_headers(driverless_bake: Ba
     assert release["driver"] is None and release["runtime"]["name"] == "containerd"
 
 
-def test_booted_without_nouveau_and_containerd_runs_a_container(driverless_bake: Baked) -> None:
+def test_booted_without_nouveau_with_data_disks_and_a_container(driverless_bake: Baked) -> None:
     boot = lockfile.load(driverless_bake.ws.lock)["profiles"][DRIVERLESS]["builds"][0]["boot_test"]
     assert boot["status"] == "passed" and boot["kernel"] == KERNEL
     booted = report_checks(driverless_bake.out / "verify-report-boot.json")
     assert booted["loaded-modules"]["passed"] and booted["loaded-modules"]["actual"] == "neither"
     run = booted["container-run[containerd]"]
     assert run["passed"] and run["actual"] == "golden-container-ok", run
+    # Two emulated NVMe disks (model "QEMU NVMe Ctrl", as the profile says): one RAID0 at /data,
+    # with containerd's storage on it.
+    disks = booted["data-disks"]
+    assert disks["passed"] and "'status': 'raid0'" in disks["actual"] and "/dev/md" in disks["actual"], disks
+    assert booted["data-disks-storage"]["passed"], booted["data-disks-storage"]

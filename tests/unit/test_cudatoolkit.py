@@ -70,8 +70,8 @@ def test_nvidia_profile_plan_is_unchanged_but_names_its_nvcc() -> None:
 def test_without_a_toolkit_the_cuda_variables_are_empty() -> None:
     env = make_plan(load_profile("b200-r595"), KB).env()
     assert {k: v for k, v in env.items() if k.startswith("GOLDEN_CUDA_") and "REPO" not in k} == {
-        "GOLDEN_CUDA_PACKAGES": "", "GOLDEN_CUDA_SOURCE": "", "GOLDEN_CUDA_NVCC": "", "GOLDEN_CUDA_GPU_ARCH": "",
-        "GOLDEN_CUDA_CCBIN": ""}
+        "GOLDEN_CUDA_PACKAGES": "", "GOLDEN_CUDA_TOOLKIT": "", "GOLDEN_CUDA_SOURCE": "", "GOLDEN_CUDA_NVCC": "",
+        "GOLDEN_CUDA_GPU_ARCH": "", "GOLDEN_CUDA_CCBIN": ""}
 
 
 def test_a_distro_toolkit_the_os_lacks_has_no_cuda_layer() -> None:

@@ -68,7 +68,9 @@ def test_packages_env_and_expectations_are_folds_over_the_layers() -> None:
     assert plan.fabric_manager_packages == plan.layer_packages("fabric-manager")
     exp = plan.expectations()
     assert exp["schema"] == EXPECTATIONS_SCHEMA
-    assert exp["layers"] == ["kernel", "driver", "runtime", "container-toolkit", "fabric-manager", "persistence"]
+    # data-disks: on by default on EC2 for p6-b200 (instance-store NVMe, golden/data/gpus.yaml).
+    assert exp["layers"] == ["kernel", "driver", "runtime", "data-disks", "container-toolkit", "fabric-manager",
+                             "persistence"]
     assert exp["fabric_manager"]["enabled"] is True and exp["driver"]["module"] == plan.module_name
     env = plan.env()
     for layer in plan.layers:
