@@ -9,10 +9,11 @@ cd "$(dirname "$0")"
 # and mtools (boot tests: the disk and the cloud-init seed),
 # openssh-server (sshd inside a local bake), zstd (artifacts), skopeo (workload images;
 # docker-registry is the tests' registry on 127.0.0.1), busybox-static (the check image
-# the boot test starts under the container runtime, golden/checkimage.py).
+# the boot test starts under the container runtime, golden/checkimage.py), gdisk (sgdisk)
+# and qemu-utils (qemu-img) for UEFI disks, ovmf (the UEFI boot test's firmware).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
               dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools skopeo docker-registry
-              busybox-static)
+              busybox-static gdisk qemu-utils ovmf)
 
 missing=()
 for p in "${apt_packages[@]}"; do

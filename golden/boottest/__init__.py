@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from golden import bootkit
-from golden.boottest.firmware import FIRMWARE, Firmware, finalize_firmware
+from golden.boottest.firmware import FIRMWARE, Firmware, finalize_firmware, lookup
 from golden.boottest.guest import (
     MEMORY_MB,
     SSH_TIMEOUT_S,
@@ -39,7 +39,17 @@ from golden.boottest.guest import (
     terminate_as_interrupt,
     wait_for_ssh,
 )
-from golden.boottest.media import Kernel, Media, Plant, find_kernel, make_seed, prepare_tree, unpack, write_disk
+from golden.boottest.media import (
+    NVME_DISKS,
+    Kernel,
+    Media,
+    Plant,
+    find_kernel,
+    make_seed,
+    nvme_files,
+    prepare_tree,
+    unpack,
+)
 from golden.boottest.result import BootResult, log_problems, release_problems, require_pass, seed_problems
 from golden.errors import GoldenError
 from golden.systemprobes import (
@@ -62,8 +72,13 @@ __all__ = ["FIRMWARE", "MEMORY_MB", "SSH_TIMEOUT_S", "BootResult", "Firmware", "
 
 
 def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plant: Plant | None = None,
-              ssh_timeout: float = SSH_TIMEOUT_S) -> BootResult:
+              ssh_timeout: float = SSH_TIMEOUT_S, nvme_disks: int | None = None,
+              firmware: str | None = None) -> BootResult:
     """Boot ``build_root/NAME``'s artifact and run the ``boot-nogpu`` checks in it.
+
+    ``nvme_disks``: how many emulated NVMe disks to attach (default: two when the profile has
+    data disks, else none); 1 or 0 boot the data disks' fault cases. ``firmware``: one of
+    :data:`FIRMWARE` instead of the artifact's own (``uefi`` boots a rootfs as a GPT disk).
 
     Returns the result (a failed check is a failed result, not an exception);
     raises :class:`GoldenError` when the guest could not be booted or reached.
@@ -75,12 +90,13 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     for needed in (artifact, expectations, user_data, meta_data):
         if not needed.is_file():
             raise GoldenError(f"not found (bake {name} first: invoke build --profile {name})", where=needed)
-    boot_with = finalize_firmware(artifact, secure_boot=_secure_boot(expectations))
+    boot_with = lookup(firmware) if firmware else finalize_firmware(artifact, secure_boot=_secure_boot(expectations))
+    disks = _nvme_default(expectations) if nvme_disks is None else nvme_disks
     log, report_path = out_dir / "boot.log", out_dir / "verify-report-boot.json"
     result = BootResult(profile=name, log=log, report_path=report_path)
     work = build_root / ".work" / f"boot-{uuid.uuid4()}"
     with terminate_as_interrupt():
-        _boot(result, work, boot_with, artifact, expectations, user_data, meta_data, plant, ssh_timeout)
+        _boot(result, work, boot_with, artifact, expectations, user_data, meta_data, plant, ssh_timeout, disks)
     with contextlib.suppress(OSError):
         result.problems.extend(log_problems(log.read_text(errors="replace")))
     return result
@@ -94,8 +110,15 @@ def _secure_boot(expectations: Path) -> bool:
         raise GoldenError(f"not the expectations a build writes: {e}", where=expectations) from e
 
 
+def _nvme_default(expectations: Path) -> int:
+    """Two NVMe disks when the build's expectations have data disks, else none."""
+    with contextlib.suppress(ValueError, AttributeError):
+        return NVME_DISKS if json.loads(expectations.read_text()).get("data_disks") else 0
+    return 0
+
+
 def _boot(result: BootResult, work: Path, boot_with: Firmware, artifact: Path, expectations: Path,
-          user_data: Path, meta_data: Path, plant: Plant | None, ssh_timeout: float) -> None:
+          user_data: Path, meta_data: Path, plant: Plant | None, ssh_timeout: float, disks: int) -> None:
     log, report_path, started = result.log, result.report_path, time.monotonic()
     stack = contextlib.ExitStack()
     try:
@@ -105,16 +128,17 @@ def _boot(result: BootResult, work: Path, boot_with: Firmware, artifact: Path, e
             result.kernel = kernel.version
         result.phases["unpack"] = time.monotonic() - started
         mark = time.monotonic()
-        with step("Writing the disk image (mkfs.ext4 -d) and the cloud-init seed"):
-            media = write_disk(work, kernel)
+        with step(f"Writing the disk image for {boot_with.name} and the cloud-init seed"):
+            media = boot_with.write_media(work, kernel)
             make_seed(user_data, meta_data, work / "seed.img")
+            nvme = nvme_files(work, disks)
         result.phases["disk"] = time.monotonic() - mark
         mark = time.monotonic()
         # A short socket path: unix sockets allow about 100 bytes, build roots can be deep.
         control = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="golden-ssh-"))) / "%C"
         shell = GuestShell(free_port(), key, control)
         with (step(f"Booting {kernel.version} under QEMU ({result.accel}), console in {log}"),
-              guest(boot_with, media, work / "seed.img", log, shell.port, result.accel) as proc):
+              guest(boot_with, media, work / "seed.img", log, shell.port, result.accel, nvme) as proc):
             stack.callback(shell.close)
             wait_for_ssh(shell, proc, log, timeout=ssh_timeout)
             say(f"sshd in the guest on 127.0.0.1:{shell.port} after {time.monotonic() - mark:.0f}s")

@@ -1,21 +1,16 @@
 """Boot firmware: how QEMU starts the guest, chosen from the artifact (mkosi's ``Firmware``).
 
 Each firmware lives in its own module as an object with a ``name`` and
-``qemu_args(media)``, the arguments that boot the :class:`~golden.boottest.media.Media`;
-:data:`FIRMWARE` names them, imported only when chosen. Today there is one:
+``write_media(work, kernel)``, which makes the :class:`~golden.boottest.media.Media`
+it boots from the prepared tree, and ``qemu_args(media)``, the arguments that boot it;
+:data:`FIRMWARE` names them, imported only when chosen:
 
 - ``linux``: direct kernel boot (``-kernel``/``-initrd``/``-append``), for a rootfs
-  artifact, which carries no bootloader (:mod:`golden.boottest.linux`).
+  artifact, which carries no bootloader (:mod:`golden.boottest.linux`);
+- ``uefi`` and ``uefi-secure-boot``: OVMF from pflash boots a GPT disk's own shim and
+  grub, the second with Secure Boot enforcing (:mod:`golden.boottest.uefi`).
 
-Adding one (issue 13: ``uefi``, ``uefi-secure-boot``) is its module and one line::
-
-    FIRMWARE = {
-        "linux": "golden.boottest.linux:LINUX",
-        "uefi": "golden.boottest.uefi:UEFI",   # OVMF pflash; the disk's own shim and grub
-    }
-
-:func:`finalize_firmware` already asks for those names for a disk artifact, so
-until they exist such a boot stops with one line naming the firmware there is.
+Adding one is its module and one line in :data:`FIRMWARE`.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import importlib
 from pathlib import Path
 from typing import Protocol, cast
 
-from golden.boottest.media import Media
+from golden.boottest.media import Kernel, Media
 from golden.errors import GoldenError
 
 
@@ -38,10 +33,16 @@ class Firmware(Protocol):
         """QEMU arguments that start the guest from ``media`` (not the disk drive itself)."""
         ...
 
+    def write_media(self, work: Path, kernel: Kernel) -> Media:
+        """What this firmware boots, made from the prepared tree ``work/rootfs`` (then removed)."""
+        ...
+
 
 #: Firmware name -> ``module:attribute`` of its :class:`Firmware`.
 FIRMWARE: dict[str, str] = {
     "linux": "golden.boottest.linux:LINUX",
+    "uefi": "golden.boottest.uefi:UEFI",
+    "uefi-secure-boot": "golden.boottest.uefi:UEFI_SECURE_BOOT",
 }
 
 #: File names of the two artifact formats: a root filesystem archive, or a bootable disk.

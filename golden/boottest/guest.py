@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golden.boottest.firmware import Firmware
-from golden.boottest.media import Media
+from golden.boottest.media import GUEST_MAC, Media
 from golden.errors import GoldenError, StepFailed
 from golden.run import run, spawn, stop
 
@@ -35,10 +35,23 @@ def qemu_accel() -> str:
     return os.environ.get("GOLDEN_QEMU_ACCEL", "tcg")
 
 
+def nvme_args(disks: tuple[Path, ...]) -> list[str]:
+    """Emulated NVMe disks (the guest sees the model "QEMU NVMe Ctrl"): the data disks' stand-ins.
+
+    >>> nvme_args((Path("n0.raw"),))
+    ['-drive', 'file=n0.raw,if=none,id=nvme0,format=raw', '-device', 'nvme,serial=golden-nvme-0,drive=nvme0']
+    """
+    out: list[str] = []
+    for i, disk in enumerate(disks):
+        out += ["-drive", f"file={disk},if=none,id=nvme{i},format=raw",
+                "-device", f"nvme,serial=golden-nvme-{i},drive=nvme{i}"]
+    return out
+
+
 def qemu_argv(firmware: Firmware, media: Media, seed: Path, port: int, *, accel: str = "tcg",
-              memory_mb: int = MEMORY_MB, cpus: int = 2) -> list[str]:
-    """The QEMU command line: ``firmware`` boots ``media``, virtio disks, sshd forwarded to
-    loopback only.
+              memory_mb: int = MEMORY_MB, cpus: int = 2, nvme: tuple[Path, ...] = ()) -> list[str]:
+    """The QEMU command line: ``firmware`` boots ``media``, virtio disks (and ``nvme`` as NVMe
+    disks), sshd forwarded to loopback only.
 
     >>> from golden.boottest.linux import LINUX
     >>> from golden.boottest.media import Kernel
@@ -51,8 +64,9 @@ def qemu_argv(firmware: Firmware, media: Media, seed: Path, port: int, *, accel:
             *firmware.qemu_args(media),
             "-drive", f"file={media.disk},format=raw,if=virtio,cache=unsafe",
             "-drive", f"file={seed},format=raw,if=virtio,readonly=on",
+            *nvme_args(nvme),
             "-netdev", f"user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", "virtio-net-pci,netdev=net0"]
+            "-device", f"virtio-net-pci,netdev=net0,mac={GUEST_MAC}"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +123,10 @@ def wait_for_ssh(shell: GuestShell, proc: subprocess.Popen[str], log: Path,
 
 @contextlib.contextmanager
 def guest(firmware: Firmware, media: Media, seed: Path, log: Path, port: int,
-          accel: str) -> Iterator[subprocess.Popen[str]]:
+          accel: str, nvme: tuple[Path, ...] = ()) -> Iterator[subprocess.Popen[str]]:
     """QEMU running with the serial console in ``log``; always stopped on the way out."""
     with log.open("w") as fh:
-        proc = spawn(qemu_argv(firmware, media, seed, port, accel=accel),
+        proc = spawn(qemu_argv(firmware, media, seed, port, accel=accel, nvme=nvme),
                      stdout=fh.fileno(), stderr=subprocess.STDOUT)
     try:
         yield proc

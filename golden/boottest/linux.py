@@ -8,8 +8,9 @@ boot log.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from golden.boottest.media import Media
+from golden.boottest.media import Kernel, Media, write_disk
 from golden.errors import GoldenError
 
 #: The kernel command line: root on the virtio disk, console on the serial line, and a
@@ -29,6 +30,10 @@ class Linux:
                               "out of the image", where=media.disk)
         return ["-kernel", str(media.kernel.vmlinuz), "-initrd", str(media.kernel.initrd),
                 "-append", CMDLINE]
+
+    def write_media(self, work: Path, kernel: Kernel) -> Media:
+        """A bare ext4 disk (:func:`~golden.boottest.media.write_disk`) and the kernel beside it."""
+        return write_disk(work, kernel)
 
 
 LINUX = Linux()

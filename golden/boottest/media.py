@@ -33,11 +33,13 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Media:
-    """What QEMU is given: the root disk, and the kernel when the firmware boots one
-    from the host (``linux``) rather than from the disk (``uefi``)."""
+    """What QEMU is given: the root disk, the kernel when the firmware boots one
+    from the host (``linux``) rather than from the disk (``uefi``), and UEFI's
+    variable store (a copy for this boot)."""
 
     disk: Path
     kernel: Kernel | None = None
+    vars: Path | None = None
 
 
 def find_kernel(tree: Path) -> Kernel:
@@ -93,6 +95,9 @@ def prepare_tree(tree: Path, public_key: str) -> None:
 def unpack(artifact: Path, work: Path, key: Path, plant: Plant | None = None) -> Kernel:
     """``work/rootfs`` from the rootfs artifact, prepared (and planted) for the test, with
     a new SSH key pair at ``key``; returns the kernel, copied out to ``work`` for QEMU."""
+    if not artifact.name.endswith((".tar", ".tar.zst")):
+        raise GoldenError("the boot test makes its disk from a rootfs artifact (.tar, .tar.zst); "
+                          "booting a disk artifact as it is is not built yet", where=artifact)
     tree = work / "rootfs"
     tree.mkdir(parents=True)
     unpack_rootfs(artifact, tree)
@@ -116,8 +121,44 @@ def write_disk(work: Path, kernel: Kernel) -> Media:
     return Media(disk=disk, kernel=kernel)
 
 
+#: The boot test's network: DHCP over IPv4 on the guest's one card, matched by its MAC
+#: (guest.GUEST_MAC; the eni renderer ifupdown uses cannot match names by pattern). QEMU's
+#: user-mode network has no DHCPv6 server, and cloud-init 25 (Debian 13) falls back to dhcp4
+#: *and* dhcp6, which kept ifupdown's networking.service waiting until its 5-minute timeout.
+#: The guest's one network card (golden.boottest.guest gives QEMU this MAC).
+GUEST_MAC = "52:54:00:12:34:56"
+NETWORK_CONFIG = f"""\
+version: 2
+ethernets:
+  boot0:
+    match:
+      macaddress: "{GUEST_MAC}"
+    set-name: boot0
+    dhcp4: true
+    dhcp6: false
+"""
+
+
 def make_seed(user_data: Path, meta_data: Path, seed: Path) -> None:
-    """A NoCloud seed: a small FAT image labelled ``cidata`` with user-data and meta-data."""
+    """A NoCloud seed: a small FAT image labelled ``cidata`` with user-data, meta-data and the
+    boot test's network-config (NETWORK_CONFIG)."""
     run(["mkfs.vfat", "-n", "CIDATA", "-C", str(seed), "1024"])
     run(["mcopy", "-o", "-i", str(seed), str(user_data), "::user-data"])
     run(["mcopy", "-o", "-i", str(seed), str(meta_data), "::meta-data"])
+    network = seed.with_name(seed.name + ".network-config")
+    network.write_text(NETWORK_CONFIG)
+    run(["mcopy", "-o", "-i", str(seed), str(network), "::network-config"])
+    network.unlink()
+
+
+#: Emulated NVMe disks a profile with data disks boots with, and each one's size (sparse files).
+NVME_DISKS, NVME_DISK_BYTES = 2, 256 << 20
+
+
+def nvme_files(work: Path, count: int) -> tuple[Path, ...]:
+    """``count`` sparse raw files in the scratch directory, blank like a fresh instance store."""
+    files = tuple(work / f"nvme{i}.raw" for i in range(count))
+    for f in files:
+        with f.open("wb") as fh:
+            fh.truncate(NVME_DISK_BYTES)
+    return files

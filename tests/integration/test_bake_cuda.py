@@ -10,10 +10,13 @@ QEMU boot that runs the program again and starts a container under containerd.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from golden import lockfile
+from golden import boottest, cudart, lockfile
+from golden.errors import StepFailed
 from tests.integration.workspace import CUDA, Baked, need_root_and_bake_tools, report_checks
 
 pytestmark = pytest.mark.integration
@@ -59,3 +62,51 @@ def test_the_boot_runs_the_program_and_a_container_under_containerd(cuda_bake: B
     assert booted["cuda-check-runtime"]["actual"] == "11.8" and booted["cuda-check-driver"]["actual"] == "12.2"
     run = booted["container-run[containerd]"]
     assert run["passed"] and run["actual"] == "golden-container-ok", run
+
+
+#: A CUDA check program whose runtime is CUDA 13.0: NVIDIA's libcudart 13.0 (the pinned wheel,
+#: golden/data/cudart.yaml) called the way cuda-check.cu calls it, printing cuda-check's line.
+NEWER_CHECK = '''#!/usr/bin/python3
+import ctypes, json
+rt = ctypes.CDLL("/usr/lib/golden/cudart-13.0/libcudart.so.13")
+def call(name):
+    value = ctypes.c_int(0)
+    return getattr(rt, name)(ctypes.byref(value)), value.value
+driver_error, driver = call("cudaDriverGetVersion")
+runtime_error, runtime = call("cudaRuntimeGetVersion")
+error, count = call("cudaGetDeviceCount")
+rt.cudaGetErrorName.restype = ctypes.c_char_p
+print(json.dumps({"schema": 1, "driver": driver, "driver_error": driver_error, "runtime": runtime,
+                  "runtime_error": runtime_error, "cudart": 13000, "device_count": count, "error": error,
+                  "error_name": rt.cudaGetErrorName(error).decode(), "devices": []}))
+'''
+
+
+def test_a_newer_runtime_and_a_broken_runtime_config_fail_the_boot_test(cuda_bake: Baked, tmp_path: Path) -> None:
+    """Two planted faults, one boot: the CUDA check replaced by one carrying CUDA 13.0's runtime
+    (newer than R535's ceiling, 12.2) fails with cudaErrorInsufficientDriver; containerd's
+    config.toml left invalid after golden configured it fails the container run, naming containerd."""
+    cudart13 = cudart.fetch("13.0")
+
+    def plant(tree: Path) -> None:
+        shutil.copytree(cudart13, tree / "usr/lib/golden/cudart-13.0")
+        check = tree / "usr/lib/golden/cuda-check"
+        check.write_text(NEWER_CHECK)
+        check.chmod(0o755)
+        (tree / "etc/containerd/config.toml").write_text("version = 2\n[plugins\nplanted = fault\n")
+
+    build_root = tmp_path / "build"
+    (build_root / CUDA).mkdir(parents=True)
+    shutil.copyfile(cuda_bake.out / "expectations.json", build_root / CUDA / "expectations.json")
+    shutil.copytree(cuda_bake.out / "cloud-init", build_root / CUDA / "cloud-init")
+    result = boottest.boot_test(CUDA, build_root=build_root, artifact=cuda_bake.artifact, plant=plant)
+    assert not result.passed
+    with pytest.raises(StepFailed) as info:
+        boottest.require_pass(result)
+    message = str(info.value)
+    assert "cuda-check-answer (expected no-device, actual insufficient-driver)" in message, message
+    assert "cuda-check-runtime (expected 11.8, actual 13.0)" in message, message
+    assert "container-run[containerd]" in message, message
+    booted = report_checks(result.report_path)
+    assert "35 cudaErrorInsufficientDriver" in booted["cuda-check-answer"]["detail"]
+    assert booted["container-run[containerd]"]["detail"].startswith("containerd: ")

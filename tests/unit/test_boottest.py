@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from golden import boottest
 from golden.boottest import BootResult, Kernel, Media
+from golden.boottest.media import GUEST_MAC
 from golden.errors import GoldenError, StepFailed
 from golden.verify import Check, Report
 from tests.conftest import require_tool
@@ -137,6 +139,10 @@ def test_make_seed_is_cidata(tmp_path: Path) -> None:
     got = subprocess.run(["mtype", "-i", str(seed), "::user-data"], capture_output=True, text=True,
                          check=True).stdout
     assert got == (tmp_path / "user-data").read_text()
+    network = subprocess.run(["mtype", "-i", str(seed), "::network-config"], capture_output=True, text=True,
+                             check=True).stdout
+    card = yaml.safe_load(network)["ethernets"]["boot0"]
+    assert card["match"] == {"macaddress": GUEST_MAC} and (card["dhcp4"], card["dhcp6"]) == (True, False)
 
 
 def test_release_problems(tmp_path: Path) -> None:

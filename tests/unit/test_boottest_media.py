@@ -16,7 +16,7 @@ from golden.errors import GoldenError
 from golden.targets import disk
 from tests.conftest import require_tool
 
-MEDIA = Media(Path("/w/d.raw"), Kernel("6.1", Path("/w/vmlinuz"), Path("/w/initrd")))
+MEDIA = Media(Path("/w/d.raw"), Kernel("6.1", Path("/w/vmlinuz"), Path("/w/initrd")), vars=Path("/w/vars.fd"))
 
 
 def test_every_registered_firmware_loads_under_its_name() -> None:
@@ -41,8 +41,8 @@ def test_linux_needs_a_kernel_outside_the_disk() -> None:
 
 def test_unknown_firmware_names_those_there_are() -> None:
     with pytest.raises(GoldenError) as e:
-        fw.lookup("uefi")
-    assert str(e.value.args[0]) == "the boot test has no 'uefi' firmware; it has: linux"
+        fw.lookup("bios")
+    assert str(e.value.args[0]) == "the boot test has no 'bios' firmware; it has: linux, uefi, uefi-secure-boot"
 
 
 @pytest.mark.parametrize("secure_boot", [False, True])
@@ -51,10 +51,10 @@ def test_a_rootfs_boots_linux_with_or_without_secure_boot(secure_boot: bool) -> 
         assert fw.finalize_firmware(Path(name), secure_boot=secure_boot).name == "linux"
 
 
-@pytest.mark.parametrize(("secure_boot", "wanted"), [(False, "'uefi'"), (True, "'uefi-secure-boot'")])
-def test_a_disk_asks_for_uefi_which_is_not_there_yet(secure_boot: bool, wanted: str) -> None:
-    with pytest.raises(GoldenError, match=f"no {wanted} firmware; it has: linux"):
-        fw.finalize_firmware(Path("disk.raw"), secure_boot=secure_boot)
+@pytest.mark.parametrize(("secure_boot", "wanted"), [(False, "uefi"), (True, "uefi-secure-boot")])
+def test_a_disk_boots_uefi_and_secure_boot_asks_for_it(secure_boot: bool, wanted: str) -> None:
+    for name in ("disk.raw", "disk.qcow2"):
+        assert fw.finalize_firmware(Path(name), secure_boot=secure_boot).name == wanted
     with pytest.raises(GoldenError, match=r"a rootfs .* or a disk .*, not image\.iso"):
         fw.finalize_firmware(Path("image.iso"))
 
@@ -65,8 +65,10 @@ def test_boot_test_refuses_an_unbootable_artifact_before_any_work(tmp_path: Path
     for name in ("cloud-init/user-data", "cloud-init/meta-data", "disk.raw"):
         (out / name).write_text("x")
     (out / "expectations.json").write_text(json.dumps({"secure_boot": True}))
-    with pytest.raises(GoldenError, match="no 'uefi-secure-boot' firmware"):
+    with pytest.raises(GoldenError, match=r"from a rootfs artifact .*; booting a disk artifact"):
         boottest.boot_test("p", build_root=tmp_path, artifact=out / "disk.raw")
+    with pytest.raises(GoldenError, match="no 'bios' firmware"):
+        boottest.boot_test("p", build_root=tmp_path, artifact=out / "disk.raw", firmware="bios")
     assert not (tmp_path / ".work").exists() and not (out / "boot.log").exists()
 
 

@@ -1,0 +1,101 @@
+"""The ``uefi`` and ``uefi-secure-boot`` firmware: OVMF boots the disk's own shim and grub.
+
+The disk is a GPT disk from :func:`golden.targets.disk.write_uefi_disk`; OVMF's
+code is read-only pflash, its variable store a per-boot copy (the guest writes
+to it). ``uefi-secure-boot`` is OVMF's Secure Boot build, which needs SMM and the
+flash's secure property on a q35 machine, and a store made by ``virt-fw-vars``
+with Microsoft's keys enrolled (they sign shim), Secure Boot on, and the image's
+module signing certificate as a MOK (owner: shim's GUID), so the kernel trusts
+it through the ``.machine`` keyring as if MokManager had enrolled it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from golden.boottest.media import Kernel, Media
+from golden.errors import GoldenError
+from golden.run import run
+from golden.targets.disk import write_uefi_disk
+
+OVMF = Path("/usr/share/OVMF")
+#: The blank variable store of Debian's ``ovmf`` (4 MiB flash layout, like the code).
+BLANK_VARS = OVMF / "OVMF_VARS_4M.fd"
+#: shim's vendor GUID, the owner of MOK list entries.
+SHIM_GUID = "605dab50-e046-4300-abb6-3dd810dd8b23"
+#: Where DKMS keeps the certificate it signs modules with (DER), inside the image.
+DKMS_CERT = "var/lib/dkms/mok.pub"
+
+
+def virt_fw_vars() -> str:
+    """``virt-fw-vars`` beside golden's Python (the venv), else from PATH."""
+    beside = Path(sys.executable).with_name("virt-fw-vars")
+    return str(beside) if beside.is_file() else "virt-fw-vars"
+
+
+def vars_argv(out: Path, *, secure_boot: bool, mok_certs: Sequence[Path] = ()) -> list[str]:
+    """The command that writes a variable store at ``out`` (``--output-aws`` is the AMI's form).
+
+    >>> vars_argv(Path("v.fd"), secure_boot=True, mok_certs=[Path("c.der")])[1:]  # doctest: +NORMALIZE_WHITESPACE
+    ['--input', '/usr/share/OVMF/OVMF_VARS_4M.fd', '--output', 'v.fd', '--enroll-microsoft',
+     '--secure-boot', '--add-mok', '605dab50-e046-4300-abb6-3dd810dd8b23', 'c.der']
+    """
+    argv = [virt_fw_vars(), "--input", str(BLANK_VARS), "--output", str(out)]
+    if secure_boot:
+        argv += ["--enroll-microsoft", "--secure-boot"]
+    for cert in mok_certs:
+        argv += ["--add-mok", SHIM_GUID, str(cert)]
+    return argv
+
+
+def boot_copy(store: Path, work: Path) -> Path:
+    """A copy of ``store`` for one boot: the guest writes its variables, the template stays."""
+    copy = work / f"vars-{uuid.uuid4().hex[:8]}.fd"
+    shutil.copyfile(store, copy)
+    return copy
+
+
+@dataclass(frozen=True)
+class Uefi:
+    """OVMF from pflash; ``secure_boot`` picks the Secure Boot build and an enrolled store."""
+
+    name: str
+    secure_boot: bool
+    code: Path
+
+    def machine_args(self) -> list[str]:
+        if not self.secure_boot:
+            return ["-machine", "q35"]
+        return ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+
+    def qemu_args(self, media: Media) -> list[str]:
+        if media.vars is None:
+            raise GoldenError(f"the {self.name} firmware needs a variable store; none was made",
+                              where=media.disk)
+        return [*self.machine_args(),
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={self.code}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={media.vars}"]
+
+    def write_media(self, work: Path, kernel: Kernel) -> Media:
+        """``work/rootfs`` as a GPT disk booting ``kernel`` by its root UUID (the tree is removed),
+        and this boot's variable store, with the image's DKMS certificate when it has one."""
+        tree, root_uuid = work / "rootfs", str(uuid.uuid4())
+        (tree / "etc/fstab").write_text(f"UUID={root_uuid} / ext4 rw,errors=remount-ro 0 1\n")
+        certs = []
+        if self.secure_boot and (tree / DKMS_CERT).is_file():
+            certs.append(work / "mok.der")
+            shutil.copyfile(tree / DKMS_CERT, certs[0])
+        disk = write_uefi_disk(tree, work / "disk.raw", kernel.version, root_uuid=root_uuid)
+        shutil.rmtree(tree)
+        store = work / "vars-template.fd"
+        run(vars_argv(store, secure_boot=self.secure_boot, mok_certs=certs))
+        return Media(disk=disk.path, vars=boot_copy(store, work))
+
+
+UEFI = Uefi("uefi", secure_boot=False, code=OVMF / "OVMF_CODE_4M.fd")
+UEFI_SECURE_BOOT = Uefi("uefi-secure-boot", secure_boot=True, code=OVMF / "OVMF_CODE_4M.secboot.fd")
