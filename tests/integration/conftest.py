@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from golden import ROOT
 from tests.conftest import require_tool
 from tests.integration.workspace import (
     CUDA,
@@ -39,7 +40,11 @@ def trainer_image(root: Path) -> Iterator[str]:
     (and nothing else) for as long as the block runs; yields its reference."""
     require_tool("skopeo")
     layout = Layout(root / "oci")
-    layout.tag("12.9", [cuda_image("12.9.1")])
+    # NVIDIA's own NVIDIA_REQUIRE_CUDA of its 12.9.1 image: cuda>=12.9, or a driver of one of the
+    # listed branches (R535 among them), which is what lets it run on R535 (minor-version
+    # compatibility); a bare cuda>=12.9 would be refused (workload-require-cuda-unmet).
+    require = (ROOT / "tests/fixtures/require_cuda/cuda-12.9.1-ubi9-base.txt").read_text().strip()
+    layout.tag("12.9", [cuda_image("12.9.1", require)])
     with local_registry(root / "registry") as reg:
         env = skopeo_env(reg.registries_conf())
         ref = push(root / "oci", "12.9", reg, "team/trainer", env)
