@@ -393,11 +393,11 @@ def cuda_debs(version: str, reports: str | None = None) -> list[DebSpec]:
         "echo 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
         "echo 'Copyright (c) 2005-2026 NVIDIA Corporation'\n"
         "echo 'Built on Tue_Jan_06_09:00:00_PM_PST_2026'\n"
-        f"echo 'Cuda compilation tools, release {said_major}.{said_minor}, V{said_major}.{said_minor}.0'\n"
-        f"echo 'Build cuda_{said_major}.{said_minor}.r{said_major}.{said_minor}/compiler.00000000_0'\n"
-        if reports else
-        f"echo 'Cuda compilation tools, release {major}.{minor}, V{version}'\n"
-        f"echo 'Build cuda_{major}.{minor}.r{major}.{minor}/compiler.00000000_0'\n")
+        + (f"echo 'Cuda compilation tools, release {said_major}.{said_minor}, V{said_major}.{said_minor}.0'\n"
+           f"echo 'Build cuda_{said_major}.{said_minor}.r{said_major}.{said_minor}/compiler.00000000_0'\n"
+           if reports else
+           f"echo 'Cuda compilation tools, release {major}.{minor}, V{version}'\n"
+           f"echo 'Build cuda_{major}.{minor}.r{major}.{minor}/compiler.00000000_0'\n"))
     return [DebSpec(
         f"cuda-toolkit-{major}-{minor}", f"{version}-1", source=f"cuda-toolkit-{major}-{minor}",
         description=f"CUDA Toolkit {major}.{minor} meta-package (look-alike: nvcc only)",

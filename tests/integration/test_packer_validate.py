@@ -144,7 +144,8 @@ def test_rendered_template_bakes_over_ssh(tmp_path: Path, sshd: tuple[int, Path]
     assert release["uid"] == 0                               # root, without sudo
     want_env = {**plan.env(), "GOLDEN_BUILD_ID": "it-1", "GOLDEN_STAGE": "/tmp/golden"}
     assert {k: release["env"][k] for k in want_env} == want_env
-    assert release["staged"] == sorted(p.name for p in scripts.iterdir())
+    # ...plus the advert render writes beside them (golden/advertise.py).
+    assert release["staged"] == sorted([*(p.name for p in scripts.iterdir()), "workloads.json"])
     assert release["cloud_init"] == ["first-boot.cfg", "meta-data", "user-data"]
     assert release["order"] == ["10-apt-pins", "40-driver", "45-reboot", "50-cuda"]
 
