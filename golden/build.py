@@ -60,11 +60,11 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     advert = advertise.advert(plan.profile, kb, workloads)
     with step(f"Rendering {name}"):
         render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen, advert=advert)
-    if plan.layer("driver") and plan.cuda_uses:
+    if plan.probe_uses:
         with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
-            staged = probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
+            staged = probeplan.stage(plan.probe_uses, out_dir, plan.profile.arch.value)
         say(f"CUDA runtimes to probe: {', '.join(staged) or 'none known to golden/data/cudart.yaml'}")
-        for line in probeplan.unprobed(plan.cuda_uses, plan.profile.arch.value):
+        for line in probeplan.unprobed(plan.probe_uses, plan.profile.arch.value):
             say(line)
     with step("Validating with packer validate"):
         packer.validate(out_dir)

@@ -175,9 +175,9 @@ def verify(name: str, host: str, phase: str, ssh_key: str | None = None) -> str:
 def _boot_uploads(plan: BuildPlan, out_dir: Path, scratch: Path) -> list[tuple[Path, str]]:
     """What the boot checks need on a booted host (golden/bootkit.py): the CUDA runtimes the
     profile's probe loads (fetched into the cache as the bake does) and the check image."""
-    if plan.layer("driver") and plan.cuda_uses:
+    if plan.probe_uses:
         with step("Fetching the CUDA runtimes the probe loads on the host"):
-            probeplan.stage(plan.cuda_uses, out_dir, plan.profile.arch.value)
+            probeplan.stage(plan.probe_uses, out_dir, plan.profile.arch.value)
     return bootkit.uploads(out_dir, scratch)
 
 

@@ -68,6 +68,11 @@ class BuildPlan:
     #: CUDA runtimes the bake proves against the image's libcuda (golden/probeplan.py).
     cuda_uses: probeplan.Uses = ()
 
+    @property
+    def probe_uses(self) -> probeplan.Uses:
+        """The CUDA runtimes to probe: only an image with a driver has a libcuda to probe them against."""
+        return self.cuda_uses if self.layer("driver") else ()
+
     def layer(self, name: str) -> Layer | None:
         return next((x for x in self.layers if x.name == name), None)
 
@@ -182,7 +187,7 @@ class BuildPlan:
                     out[key] = {**out[key], **value}
                 else:
                     out[key] = value
-        probed, unknown = probeplan.known(self.cuda_uses, self.profile.arch.value) if self.layer("driver") else ((), ())
+        probed, unknown = probeplan.known(self.probe_uses, self.profile.arch.value)
         out["cuda_probe"] = probeplan.probe_entries(probed)
         out["cuda_probe_unknown"] = probeplan.probe_entries(unknown)   # no runtime in cudart.yaml
         return copy.deepcopy(out)
