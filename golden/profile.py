@@ -23,6 +23,7 @@ from golden.errors import GoldenError, ProfileError
 from golden.kb import KnowledgeBase
 from golden.kb import load as load_kb
 from golden.profile_reader import Origins, Reader, check_port, display, show
+from golden.profile_target import Target, TargetKind, read_target
 from golden.workloads import Workload, read_workloads
 
 PROFILES = ROOT / "profiles"
@@ -30,12 +31,6 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 EXTENDS = re.compile(r"^[a-z0-9][a-z0-9.-]*(/[a-z0-9][a-z0-9.-]*)*$")
 URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?$")
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
-REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)?\.[a-z0-9]+$")
-ACCOUNT = re.compile(r"^[0-9]{12}$")
-OWNER = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
-SSM_PARAMETER = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
-AMI_NAME_FILTER = re.compile(r"^[A-Za-z0-9 ._*?()/:-]{1,128}$")
 DESCRIPTION = re.compile(r"^[^\x00-\x1f\x7f\"\\$`{}%<>]{0,200}$")
 #: An NVMe controller's model string as /sys/block/nvmeXn1/device/model shows it, trimmed (the
 #: field is 40 bytes): letters, digits, spaces inside, . _ -.
@@ -46,12 +41,6 @@ SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "
                          "sys", "tmp", "usr", "var"})
 #: How many files an ``extends`` chain may have: real chains have two or three.
 MAX_EXTENDS_DEPTH = 32
-
-
-def ssm_reserved(name: str) -> bool:
-    """AWS refuses SSM parameter names whose first part begins with ``aws`` or ``ssm``
-    (any case): ``/aws/...``, ``/ssm``, ``/AWSfoo/...``."""
-    return name.lstrip("/").split("/")[0].lower().startswith(("aws", "ssm"))
 
 
 class OsName(StrEnum):
@@ -97,11 +86,6 @@ class DataFs(StrEnum):
     XFS = "xfs"
 
 
-class TargetKind(StrEnum):
-    AMAZON_EBS = "amazon-ebs"
-    LOCAL = "local"
-
-
 @dataclass(frozen=True)
 class Driver:
     branch: str
@@ -143,31 +127,6 @@ class Repos:
     os: Repo | None = None
     cuda: Repo | None = None
     container_toolkit: Repo | None = None
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    ssm_parameter: str | None = None
-    name_filter: str | None = None
-    owner: str | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    kind: TargetKind
-    # amazon-ebs
-    region: str = "us-east-1"
-    build_instance_type: str = "c6i.2xlarge"
-    source_image: SourceImage | None = None
-    root_volume_gb: int = 64
-    ami_regions: tuple[str, ...] = ()
-    share_with_accounts: tuple[str, ...] = ()
-    ssm_parameter_prefix: str = "/golden"
-    # local
-    boot_test: bool = True
-    #: The image must boot with UEFI Secure Boot: the kernel module must be signed by a key
-    #: the kernel trusts (verification fails otherwise).
-    secure_boot: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,49 +288,6 @@ def _driver(r: Reader, kb: KnowledgeBase) -> Driver | None:
     )
 
 
-def _target(r: Reader) -> Target:
-    t = r.section("target")
-    assert t is not None
-    kind = t.enum("kind", TargetKind)
-    if kind is TargetKind.LOCAL:
-        t.only("kind", "boot_test", "secure_boot")
-        return Target(kind=kind, boot_test=t.flag("boot_test", True), secure_boot=t.flag("secure_boot", False))
-    t.only("kind", "region", "build_instance_type", "source_image", "root_volume_gb", "ami_regions",
-           "share_with_accounts", "ssm_parameter_prefix", "secure_boot")
-    src = t.section("source_image", required=False)
-    source_image = None
-    if src is not None:
-        src.only("ssm_parameter", "name_filter", "owner")
-        ssm = src.text("ssm_parameter", SSM_PARAMETER, "an SSM parameter path such as /aws/service/...",
-                       nullable=True)
-        name_filter = src.text("name_filter", AMI_NAME_FILTER, "an AMI name pattern (letters, digits, . _ - * ? / :)",
-                               nullable=True)
-        owner = src.text("owner", OWNER, "a 12-digit account id, amazon, self or aws-marketplace", nullable=True)
-        if (ssm is None) == (name_filter is None):
-            raise src.fail(None, "exactly one of ssm_parameter or name_filter (+ owner)")
-        if name_filter is not None and owner is None:
-            raise src.fail("owner", "required with name_filter: the AMI owner account")
-        source_image = SourceImage(ssm_parameter=ssm, name_filter=name_filter, owner=owner)
-    prefix = t.required_text("ssm_parameter_prefix", SSM_PARAMETER, "an SSM path such as /golden",
-                             default="/golden")
-    if ssm_reserved(prefix):
-        raise t.fail("ssm_parameter_prefix", f"reserved by AWS: names whose first part begins with aws or ssm "
-                                             f"(any case); got {show(prefix)}")
-    region = t.required_text("region", REGION, "an AWS region such as us-east-1", default="us-east-1")
-    return Target(
-        kind=kind,
-        region=region,
-        build_instance_type=t.required_text("build_instance_type", INSTANCE_TYPE,
-                                            "an EC2 instance type such as c6i.2xlarge", default="c6i.2xlarge"),
-        source_image=source_image,
-        root_volume_gb=t.integer("root_volume_gb", 64, 16, 2048),
-        ami_regions=t.texts("ami_regions", REGION, "AWS regions such as us-west-2"),
-        share_with_accounts=t.texts("share_with_accounts", ACCOUNT, "12-digit AWS account ids"),
-        ssm_parameter_prefix=prefix,
-        secure_boot=t.flag("secure_boot", False),
-    )
-
-
 def instance_store_default(kb: KnowledgeBase, gpu: str, target: Target) -> bool:
     """Data disks are on by default on EC2 when every instance family of the GPU has instance-store
     NVMe as the knowledge base records it (golden/data/gpus.yaml ``instance_store``)."""
@@ -451,7 +367,7 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         fabric_manager=None if fm_raw == "auto" else bool(fm_raw),
         persistence=r.flag("persistence", True),
         repos=repos,
-        target=_target(r),
+        target=read_target(r),
         workloads=read_workloads(r),
         cuda_source=cuda_source,
         kernel_headers=r.flag("kernel_headers", True),

@@ -30,7 +30,8 @@ from botocore.exceptions import ClientError
 from golden import lockfile, targets
 from golden.aws import clients
 from golden.errors import GoldenError, shown
-from golden.profile import PROFILES, Profile, load_profile, ssm_reserved
+from golden.profile import PROFILES, Profile, load_profile
+from golden.profile_target import ssm_reserved
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

@@ -12,7 +12,7 @@ registry. Adding a target is its module, its source template and one line here::
         "qemu": "golden.targets.qemu:Qemu",        # the new one
     }
 
-(and its name in ``profile.TargetKind``, which the profile loader validates).
+(and its name in ``profile_target.TargetKind``, which the profile loader validates).
 Modules are imported only when their target is asked for, so a local bake
 never imports boto3.
 """

@@ -10,13 +10,12 @@ from golden.errors import ProfileError
 from golden.profile import (
     Flavor,
     Runtime,
-    TargetKind,
     load_all,
     load_profile,
     merged_data,
     profile_names,
-    ssm_reserved,
 )
+from golden.profile_target import TargetKind, ssm_reserved
 from tests.conftest import WriteProfile, minimal_profile
 
 

@@ -10,7 +10,8 @@ from golden import ROOT, pipeline, targets
 from golden.errors import GoldenError
 from golden.kb import load as load_kb
 from golden.plan import make_plan
-from golden.profile import TargetKind, load_profile
+from golden.profile import load_profile
+from golden.profile_target import TargetKind
 from golden.resolve import source_image
 from golden.targets.local import ARTIFACT, Output, artifact_path
 
