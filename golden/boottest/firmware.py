@@ -29,6 +29,11 @@ class Firmware(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def max_cpus(self) -> int | None:
+        """At most this many virtual CPUs, or None for the boot test's default."""
+        ...
+
     def qemu_args(self, media: Media) -> list[str]:
         """QEMU arguments that start the guest from ``media`` (not the disk drive itself)."""
         ...

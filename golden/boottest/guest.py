@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,6 +60,7 @@ def qemu_argv(firmware: Firmware, media: Media, seed: Path, port: int, *, accel:
     >>> [a for a in qemu_argv(LINUX, media, Path("s"), 2222) if "hostfwd" in a]
     ['user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:2222-:22']
     """
+    cpus = min(cpus, firmware.max_cpus or cpus)
     return ["qemu-system-x86_64", "-accel", accel, "-m", str(memory_mb), "-smp", str(cpus),
             "-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
             *firmware.qemu_args(media),
@@ -98,9 +100,22 @@ class GuestShell:
                  "root@127.0.0.1"], check=False, timeout=30)
 
 
+#: Terminal control sequences on the console (OVMF and grub draw with them).
+_ESCAPES = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
+
+
 def _log_tail(log: Path, n: int = 3) -> str:
+    r"""The console's last ``n`` lines with text, without terminal escapes.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
+    ...     _ = f.write("a\n\x1b[2J\x1b[01;01H\nb\n\x1b[0mc\n")
+    >>> _log_tail(Path(f.name), 2)
+    'b | c'
+    """
     with contextlib.suppress(OSError):
-        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-n:])
+        lines = [_ESCAPES.sub("", x).strip() for x in log.read_text(errors="replace").splitlines()]
+        return " | ".join([x for x in lines if x][-n:])
     return ""
 
 
@@ -117,8 +132,9 @@ def wait_for_ssh(shell: GuestShell, proc: subprocess.Popen[str], log: Path,
             if s.recv(4).startswith(b"SSH-") and shell.run("true", timeout=30).returncode == 0:
                 return
         time.sleep(2)
-    raise StepFailed(f"sshd in the guest did not answer on 127.0.0.1:{shell.port} within {timeout:.0f}s",
-                     where=str(log))
+    # Where the guest got to says why: the firmware, grub, the kernel or a unit.
+    raise StepFailed(f"sshd in the guest did not answer on 127.0.0.1:{shell.port} within {timeout:.0f}s; "
+                     f"the console's last lines: {_log_tail(log, 5)}", where=str(log))
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ class Linux:
     """Direct kernel boot."""
 
     name: str = "linux"
+    max_cpus: int | None = None
 
     def qemu_args(self, media: Media) -> list[str]:
         if media.kernel is None:
