@@ -141,7 +141,8 @@ def test(c: Context, fast: bool = False, k: str | None = None) -> None:
     """Run golden's tests: unit tests and linters, then the integration tests (real tools)."""
     import pytest
 
-    args = ["-q"] + ([] if fast else ["-m", "integration or not integration"])
+    # The full run prints its 25 slowest tests: where CI's time goes, measured by CI itself.
+    args = ["-q"] + ([] if fast else ["-m", "integration or not integration", "--durations=25"])
     args += ["-k", k] if k else []
     code = pytest.main(args)
     # pytest exits 5 when it collected no test: that is a failure here too.

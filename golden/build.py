@@ -9,10 +9,11 @@ target bakes is its own module (golden/targets/); this is the order of stages.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from golden import advertise, boottest, lockfile, packer, probeplan, render
+from golden import advertise, boottest, lockfile, packer, probeplan, render, secureboot
 from golden.errors import GoldenError
 from golden.files import shown
 from golden.kb import load as load_kb
@@ -20,7 +21,7 @@ from golden.pipeline import BUILD, gated_plan, target_of
 from golden.plan import BuildPlan
 from golden.profile import PROFILES, load_profile
 from golden.resolve import cached, fetch_index, resolve_profile
-from golden.targets import Bake
+from golden.targets import Bake, Target
 from golden.ui import say, step
 from golden.workloads import WorkloadFacts
 
@@ -58,6 +59,26 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     chosen.check()
     out_dir = build_root / name
     advert = advertise.advert(plan.profile, kb, workloads)
+    build_id = str(uuid.uuid4())
+    # The module signing key (Secure Boot) lives in its own directory for this build only:
+    # removed, key overwritten first, whatever happens.
+    keys = build_root / ".work" / f"keys-{build_id}"
+    try:
+        return _build(name, plan, chosen, out_dir, build_id, keys, advert=advert, resolved=resolved,
+                      locked=locked, lock_path=lock_path, build_root=build_root, profiles_dir=profiles_dir,
+                      scripts_dir=scripts_dir)
+    finally:
+        secureboot.destroy(keys)
+
+
+def _build(name: str, plan: BuildPlan, chosen: Target, out_dir: Path, build_id: str, keys: Path, *,
+           advert: advertise.Advert, resolved: dict[str, Any], locked: bool, lock_path: Path, build_root: Path,
+           profiles_dir: Path, scripts_dir: Path | None) -> str:
+    signing = secureboot.prepare(plan.profile, keys, build_id)
+    if signing is not None:
+        plan = replace(plan, signing=signing.record())
+        made = "made for this build; its private half is destroyed after signing" if signing.per_build else "yours"
+        say(f"module signing key: {signing.subject}, certificate {signing.fingerprint} ({made})")
     with step(f"Rendering {name}"):
         render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen, advert=advert)
     if plan.probe_uses:
@@ -68,12 +89,13 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
             say(line)
     with step("Validating with packer validate"):
         packer.validate(out_dir)
-    build_id = str(uuid.uuid4())
     say(f"build {build_id}")
     how = Bake(work_root=build_root / ".work", lock_path=lock_path, locked=locked,
-               check_image=lambda image: _boot_test(plan, out_dir, image))
+               check_image=lambda image: _boot_test(plan, out_dir, image), signing=signing)
     entry = chosen.bake(plan, out_dir, build_id, how)
     entry.update(advertise.entry_fields(plan.profile.gpu, out_dir))
+    if signing is not None:
+        entry["secure_boot"] = signing.record()
     inputs = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
     with step(f"Recording the build in {shown(lock_path)}"):
         entry["inputs_sha256"] = inputs
@@ -96,4 +118,18 @@ def _boot_test(plan: BuildPlan, out_dir: Path, image: Path) -> dict[str, Any]:
         return {}
     result = boottest.boot_test(plan.profile.name, build_root=out_dir.parent, artifact=image)
     say(boottest.require_pass(result))
-    return {"boot_test": result.record()}
+    record = result.record()
+    if plan.profile.target.secure_boot:
+        record["secure_boot"] = secure_boot_state(result.log.read_text(errors="replace"))
+    return {"boot_test": record}
+
+
+def secure_boot_state(console: str) -> str:
+    """What the booted kernel said of Secure Boot: ``enforcing``, ``off`` or ``unknown``.
+
+    >>> secure_boot_state("[    0.000000] secureboot: Secure boot enabled"), secure_boot_state("")
+    ('enforcing', 'unknown')
+    """
+    if "secureboot: Secure boot enabled" in console:
+        return "enforcing"
+    return "off" if "secureboot: Secure boot disabled" in console else "unknown"

@@ -32,11 +32,15 @@ class Layer(StrEnum):
 
     BASE = "base"
     KERNEL = "kernel"
+    #: A local disk image: Debian's signed shim, MokManager and grub, installed and held.
+    BOOT_CHAIN = "boot-chain"
     #: An image without a driver, for the GPU Operator: nouveau blacklisted (no variables).
     DRIVERLESS = "driverless"
     DRIVER = "driver"
     CUDA = "cuda"
     RUNTIME = "runtime"
+    #: Apptainer beside the runtime, pinned and held, with a user for the rootless check.
+    APPTAINER = "apptainer"
     #: Local NVMe for data and the runtime's storage, built at every boot (golden-data-disks).
     DATA_DISKS = "data-disks"
     CONTAINER_TOOLKIT = "container-toolkit"
@@ -95,12 +99,15 @@ CUDA_SOURCE = _enum("is_cuda_source", CudaSource)
 GPU_ARCH = Form("is_gpu_arch", r"sm_[0-9]{2,3}[a-z]?")
 CUDA_RELEASE = Form("is_cuda_release", r"[0-9]{1,2}\.[0-9]{1,2}")
 MODULE = Form("is_module", r"[a-z0-9_-]+")
+#: A certificate's serial number as golden/secureboot.py records it: upper-case hex, no leading zeros.
+SERIAL = Form("is_serial", r"[0-9A-F]{1,40}")
 RUNTIME = _enum("is_runtime", Runtime)
 SERVICE = Form("is_service_name", r"[A-Za-z0-9@._:-]+")
 BOOL = Form("is_bool", values=("true", "false"))
 DATA_FS = _enum("is_data_fs", DataFs)
 NVME_MODEL = Form("is_nvme_model", _NVME_MODEL.pattern.removeprefix("^").removesuffix("$"))
 ABS_PATH = Form("is_abs_path", r"/[A-Za-z0-9._/-]*")
+USER_NAME = Form("is_user_name", r"[a-z_][a-z0-9_-]{0,31}")
 STEP = Form("", r"[0-9]{2}-[A-Za-z0-9][A-Za-z0-9._-]*|golden")
 FLAG = Form("", values=("1",))
 SECONDS = Form("", r"[0-9]+")
@@ -157,6 +164,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_KERNEL_PACKAGES", _K, INSTALL_SPEC, "the pinned kernel's packages", empty=True, words=True),
     Var("GOLDEN_KERNEL_HEADERS", _K, BOOL, "the kernel's headers are installed and held (false: a driverless "
         "image whose GPU Operator uses precompiled modules)"),
+    Var("GOLDEN_BOOT_CHAIN_PACKAGES", Layer.BOOT_CHAIN, INSTALL_SPEC, "Debian's signed shim, MokManager and grub, "
+        "and mokutil (target.format: disk)", words=True),
     Var("GOLDEN_DRIVER_SOURCE", _D, DRIVER_SOURCE, "where the driver comes from"),
     Var("GOLDEN_DRIVER_FLAVOR", _D, FLAVOR, "the kernel module's flavour"),
     Var("GOLDEN_DRIVER_BRANCH", _D, BRANCH, "the driver branch, e.g. 595"),
@@ -167,6 +176,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_DRIVER_SOURCES", _D, PKG_NAME, "the source packages the driver is built from", words=True),
     Var("GOLDEN_DRIVER_PIN", _D, PIN_PATTERN, "the apt pin of every package built from the driver's sources"),
     Var("GOLDEN_MODULE_NAME", _D, MODULE, "the kernel module, as modinfo names it"),
+    Var("GOLDEN_SECURE_BOOT", _D, BOOL, "target.secure_boot: 42-module-signing signs the DKMS modules"),
+    Var("GOLDEN_SIGNING_SERIAL", _D, SERIAL, "the signing certificate's serial number: every DKMS module's "
+        "sig_key must be it (empty: without Secure Boot, or no key prepared, as by `invoke render` alone)",
+        empty=True),
     Var("GOLDEN_CUDA_PACKAGES", Layer.CUDA, INSTALL_SPEC, "the host CUDA toolkit's packages", empty=True,
         words=True),
     Var("GOLDEN_CUDA_TOOLKIT", Layer.CUDA, CUDA_RELEASE, "the pinned toolkit's CUDA release, e.g. 11.8: its nvcc "
@@ -183,6 +196,13 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_RUNTIME_PACKAGES", Layer.RUNTIME, INSTALL_SPEC, "the runtime's packages", empty=True,
         words=True),
     Var("GOLDEN_RUNTIME_SERVICE", Layer.RUNTIME, SERVICE, "the runtime's systemd service", empty=True),
+    Var("GOLDEN_APPTAINER_PACKAGES", Layer.APPTAINER, INSTALL_SPEC, "Apptainer's package", words=True),
+    Var("GOLDEN_APPTAINER_VERSION", Layer.APPTAINER, VERSION, "the pinned Apptainer release: apptainer --version "
+        "must print it"),
+    Var("GOLDEN_APPTAINER_SUITE", Layer.APPTAINER, SUITE, "the Debian suite it comes from, added for the bake only "
+        "(unstable)"),
+    Var("GOLDEN_APPTAINER_USER", Layer.APPTAINER, USER_NAME, "the unprivileged user of the rootless boot check, "
+        "given /etc/subuid and /etc/subgid ranges"),
     Var("GOLDEN_DATA_DISKS_PACKAGES", Layer.DATA_DISKS, INSTALL_SPEC, "mdadm (and xfsprogs for xfs)",
         words=True),
     Var("GOLDEN_DATA_DISKS_MODEL", Layer.DATA_DISKS, NVME_MODEL, "the NVMe model of the disks to use, e.g. "

@@ -20,11 +20,12 @@ import datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from golden import gate_cuda, gate_driverless, gate_workloads
+from golden import gate_apptainer, gate_cuda, gate_driverless, gate_workloads
 from golden.gate_rules import CTK, DRIVER, LAYER_NEEDS, RULES, WORKLOADS, Finding, Severity, finding
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
 from golden.plan import BASE, make_plan
 from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
+from golden.profile_target import TargetKind
 from golden.versions import DriverVersion, cuda_tuple, release_tuple
 from golden.workloads import WorkloadFacts
 
@@ -370,12 +371,23 @@ def _source(c: _Ctx) -> Iterator[Finding]:
 
 
 def _secure_boot(c: _Ctx) -> Iterator[Finding]:
-    if c.profile.target.secure_boot:
-        yield finding("secure-boot-dkms-key",
-                       f"target.secure_boot: the {c.driver.flavor.value} module is built by DKMS "
-                       f"on the image and signed with a key made there; Secure Boot loads it only once "
-                       f"that key is enrolled as a Machine Owner Key (host-baseline seed, failure mode 5). "
-                       f"Canonical's precompiled modules are signed already (nvidia-facts.md section 4e)")
+    t = c.profile.target
+    if not t.secure_boot:
+        return
+    if t.signing_key is None:
+        yield finding("secure-boot-signing-key",
+                      f"target.secure_boot: the {c.driver.flavor.value} module is built by DKMS on the image and "
+                      f"loads only if signed by a key the machine trusts (host-baseline seed, failure mode 5); "
+                      f"say which: target.signing_key: per-build, or certificate plus key or key_env")
+    elif t.signing_key.per_build:
+        yield finding("secure-boot-per-build-key",
+                      "target.signing_key: per-build: every build's certificate is new and must be enrolled "
+                      "again (MOK, the disk's variable store), and its private key is destroyed after signing, "
+                      "so the image cannot sign a module rebuilt on the host")
+    if t.kind is TargetKind.AMAZON_EBS:
+        yield finding("secure-boot-ebs-not-built",
+                      "target.secure_boot on amazon-ebs: uploading the signing key to the EC2 builder and the "
+                      "AMI's uefi_data are not built yet; only local Secure Boot images are")
 
 
 def _naming(c: _Ctx) -> Iterator[Finding]:
@@ -411,6 +423,7 @@ _RULES: tuple[tuple[str, Rule], ...] = (
     (BASE, _host_arch), (DRIVER, _module), (DRIVER, _fabric_manager), (CTK, _container), (CTK, _runtime),
     (DRIVER, _lifecycle), (DRIVER, _source), (DRIVER, _secure_boot), (WORKLOADS, _workloads),
     (BASE, _cuda_source), (DRIVER, _distro_build),
+    (BASE, lambda c: gate_apptainer.install(c.profile, c.kb)),
 )
 
 

@@ -60,6 +60,9 @@ RULES: dict[str, RuleInfo] = {
         # Base: without a distro toolkit for the OS the plan has no cuda layer to skip for.
         "cuda-distro-unavailable": (E, "cuda.source: distro on an OS golden knows no packaged CUDA toolkit of"),
         "cuda-distro-release": (E, "the OS's packaged toolkit carries another CUDA release than cuda.toolkit"),
+        "apptainer-install-unsupported": (E, "container.apptainer on an OS where golden cannot install it "
+                                             "(Debian 12: its package needs libc6 >= 2.38)"),
+        "apptainer-version-unknown": (E, "container.apptainer at a release the OS's package source does not carry"),
         "gpu-host-arch": (E, "the profile's arch is not a CPU architecture the GPU's hosts have "
                              "(Grace superchips are arm64)"),
     }),
@@ -94,8 +97,12 @@ RULES: dict[str, RuleInfo] = {
         "driver-from-distro": (W, "the driver comes from the OS vendor (seed failure mode 4)"),
         "distro-driver-unbuildable": (E, "the OS vendor's module does not build against the OS's current "
                                          "kernels (Debian 13's 550.163.01)"),
-        "secure-boot-dkms-key": (W, "Secure Boot with a module DKMS builds and signs on the image: its key "
-                                    "must be enrolled (MOK) before the module loads (seed failure mode 5)"),
+        "secure-boot-signing-key": (E, "Secure Boot without target.signing_key: nothing says which key signs "
+                                       "the module DKMS builds, so none the machine trusts (seed failure mode 5)"),
+        "secure-boot-per-build-key": (W, "Secure Boot with a key made per build: each build's certificate must be "
+                                         "enrolled anew, and no module rebuilt on the host can be signed"),
+        "secure-boot-ebs-not-built": (E, "Secure Boot on amazon-ebs: the key's upload to the builder and the "
+                                         "AMI's uefi_data are not built yet"),
         "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
                              "(<= R580 suffixed, >= R590 pinning)"),
     }),

@@ -179,6 +179,8 @@ class KnowledgeBase:
     runtimes: Runtimes = field(repr=False)
     #: EC2 instance families with local NVMe instance store (gpus.yaml ``instance_store``).
     instance_store: dict[str, Fact] = field(default_factory=dict, repr=False)
+    #: OS id -> Debian's signed UEFI boot chain's packages (bootchain.yaml), for ``target.format: disk``.
+    boot_chain: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     # -- questions the gate, the renderer and `invoke matrix` ask -------------
     def cuda_minors(self) -> list[str]:
@@ -297,6 +299,8 @@ def load(data_dir: Path = DATA) -> KnowledgeBase:
         packages=_read("packages.yaml", data_dir),
         runtimes=_runtimes(_read("runtimes.yaml", data_dir)),
         instance_store={str(k): Fact(**_fact(v)) for k, v in gpus_raw.get("instance_store", {}).items()},
+        boot_chain={str(k): tuple(str(n) for n in v["packages"])
+                    for k, v in _read("bootchain.yaml", data_dir)["systems"].items()},
     )
 
 

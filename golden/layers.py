@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from golden import cudatoolkit
+from golden.errors import GoldenError
 from golden.kb import KnowledgeBase, OsInfo
 from golden.profile import DataFs, Driver, DriverSource, Flavor, Profile, Runtime
+from golden.profile_target import ImageFormat, TargetKind
+from golden.targets.disk import ESP_FILES
 from golden.versions import DriverVersion
 
 
@@ -26,7 +29,7 @@ class Package:
 
     name: str
     # kernel | driver | cuda | runtime | container-toolkit | fabric-manager | driver-extra
-    # | persistence | data-disks
+    # | persistence | data-disks | boot-chain | apptainer
     group: str
     version: str | None = None      # exact Debian version when resolved (images.lock)
     pattern: str | None = None      # apt pin pattern when not resolved, e.g. "535.261.03-*"
@@ -110,6 +113,23 @@ def _kernel(c: Inputs) -> Layer | None:
     return Layer("kernel", pkgs, env={"GOLDEN_KERNEL_PACKAGES": _words(pkgs), "GOLDEN_KERNEL_HEADERS": _bool(headers)})
 
 
+def _boot_chain(c: Inputs) -> Layer | None:
+    """A local disk image (``target.format: disk``): Debian's signed shim, MokManager and grub,
+    and mokutil, installed and held (32-boot-chain); golden/targets/disk.py puts the files on
+    the disk's EFI system partition. Names from golden/data/bootchain.yaml."""
+    t = c.profile.target
+    if t.kind is not TargetKind.LOCAL or t.format is not ImageFormat.DISK:
+        return None
+    names = c.kb.boot_chain.get(c.profile.os.value)
+    if names is None:
+        raise GoldenError(f"target.format: disk needs a signed boot chain; golden/data/bootchain.yaml has one "
+                          f"for {', '.join(sorted(c.kb.boot_chain))}, not {c.profile.os.value}")
+    pkgs = tuple(c.pkg(n, "boot-chain") for n in names)
+    return Layer("boot-chain", pkgs, env={"GOLDEN_BOOT_CHAIN_PACKAGES": _words(pkgs)},
+                 expect={"boot_chain": {"packages": [p.name for p in pkgs],
+                                        "files": [source for source, _name in ESP_FILES]}})
+
+
 #: The modprobe.d file the driverless step writes: the GPU Operator requires nouveau kept off.
 NOUVEAU_BLACKLIST = "/etc/modprobe.d/golden-blacklist-nouveau.conf"
 #: Package names that must not be on a driverless image (the Operator brings them all).
@@ -162,6 +182,8 @@ def _driver(c: Inputs) -> Layer | None:
         "GOLDEN_DRIVER_SOURCES": " ".join(unique_sources),
         "GOLDEN_DRIVER_PIN": pattern,
         "GOLDEN_MODULE_NAME": module,
+        # Secure Boot: 42-module-signing signs the modules (the key's serial comes from the plan).
+        "GOLDEN_SECURE_BOOT": _bool(c.profile.target.secure_boot),
     }
     expect = {
         "driver": {
@@ -206,6 +228,34 @@ def _runtime(c: Inputs) -> Layer | None:
     service, config = str(spec["service"]), str(spec["config"])
     return Layer("runtime", pkgs, env={"GOLDEN_RUNTIME_PACKAGES": _words(pkgs), "GOLDEN_RUNTIME_SERVICE": service},
                  expect={"container": {"service": service, "config": config}})
+
+
+#: The unprivileged user 62-apptainer makes for the boot's rootless check (a system user with
+#: its own /etc/subuid and /etc/subgid ranges); the fleet's users get theirs from their own
+#: provisioning (useradd gives every new login user a range).
+APPTAINER_USER = "golden-apptainer-check"
+#: Apptainer's list of what ``--nv`` binds from the host.
+NVLIBLIST = "/etc/apptainer/nvliblist.conf"
+
+
+def _apptainer(c: Inputs) -> Layer | None:
+    """Apptainer beside the runtime (``container.apptainer``), pinned to the release and held.
+    Absent where golden/data/packages.yaml says it cannot be installed on the OS, or does not
+    know the release: the gate refuses those (golden/gate_apptainer.py)."""
+    want = c.profile.container.apptainer
+    spec = c.pk.get("apptainer", {}).get(c.profile.os.value) if want else None
+    if want is None or not spec or not spec.get("installable", True) or want not in spec.get("versions", {}):
+        return None
+    pkgs = (c.pkg(str(spec["package"]), "apptainer", pattern=f"{want}-*", upstream=want),)
+    with_driver = c.profile.driver is not None
+    return Layer("apptainer", pkgs,
+                 env={"GOLDEN_APPTAINER_PACKAGES": _words(pkgs), "GOLDEN_APPTAINER_VERSION": want,
+                      "GOLDEN_APPTAINER_SUITE": str(spec["suite"]), "GOLDEN_APPTAINER_USER": APPTAINER_USER},
+                 expect={"apptainer": {"version": want, "package": pkgs[0].name, "user": APPTAINER_USER,
+                                       "suite": str(spec["suite"]), "nvliblist": NVLIBLIST,
+                                       # --nv binds the driver's libraries: none on a driverless image.
+                                       "nv": with_driver,
+                                       "libraries": list(c.pk.get("driver_libraries", ())) if with_driver else []}})
 
 
 #: Where golden-data-disks reports what it did at boot.
@@ -315,6 +365,7 @@ class LayerSpec:
 #: Every layer golden knows, in install order: a new layer is its function and one line here.
 LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec("kernel", _kernel, {"GOLDEN_KERNEL_PACKAGES": "", "GOLDEN_KERNEL_HEADERS": "true"}, {}),
+    LayerSpec("boot-chain", _boot_chain, {}, {"boot_chain": None}),
     LayerSpec("driverless", _driverless, {}, {"driverless": None}),
     # Without a driver the scripts get no GOLDEN_DRIVER_* at all (golden/contract.py: all or none).
     LayerSpec("driver", _driver, {}, {"driver": None, "proprietary_packages": []}),
@@ -325,6 +376,7 @@ LAYERS: tuple[LayerSpec, ...] = (
                         "check": None}}),
     LayerSpec("runtime", _runtime, {"GOLDEN_RUNTIME_PACKAGES": "", "GOLDEN_RUNTIME_SERVICE": ""},
               {"container": {"service": None, "config": None}}),
+    LayerSpec("apptainer", _apptainer, {}, {"apptainer": None}),
     LayerSpec("data-disks", _data_disks, {}, {"data_disks": None}),
     LayerSpec("container-toolkit", _container_toolkit,
               {"GOLDEN_CTK_PACKAGES": "", "GOLDEN_CDI": "false", "GOLDEN_CDI_REFRESH": "false"},

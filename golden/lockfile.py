@@ -35,7 +35,14 @@ KEEP_BUILDS = 10
 PROFILE_KEYS = {"inputs_sha256", "resolved", "builds", "channels"}
 BUILD_KEYS = {"id", "time", "git_commit", "packer_version", "plugins", "target", "artifacts", "installed",
               "verification", "sbom_sha256", "status", "revoked", "packer_run_uuid", "boot_test",
-              "inputs_sha256", "revoked_reason", "gpu", "driver", "workloads"}
+              "inputs_sha256", "revoked_reason", "gpu", "driver", "workloads", "secure_boot"}
+#: A Secure Boot build's signing certificate (golden/secureboot.py ``Signing.record``): public facts only.
+SECURE_BOOT_KEYS = ("certificate_sha256", "signer", "serial", "per_build")
+_CERT_SHA = re.compile(r"sha256:[0-9a-f]{64}")
+_SERIAL = re.compile(r"[0-9A-F]{1,40}")
+#: A local disk build's files under ``artifacts.disk``: the raw GPT disk, its qcow2, the OVMF store.
+DISK_FILES = ("raw", "qcow2", "vars")
+_HEX_SHA = re.compile(r"[0-9a-f]{64}")
 #: A build's advertised workloads (golden/advertise.py), each with what the bake's probe measured.
 BUILD_WORKLOAD_KEYS = ("name", "image", "digest", "cuda", "verdict", "probe")
 
@@ -47,6 +54,8 @@ BOOT_TEST_FIELDS: dict[str, tuple[type, ...]] = {
     "status": (str,), "time": (str,), "where": (str,), "guest_boot_s": (int, float, type(None)),
     "multi_user_s": (int, float, type(None)), "wall_s": (int, float), "checks": (int,), "failed": (int,),
     "failures": (list,), "kernel": (str,), "instance_type": (str,), "region": (str,), "ami": (str,),
+    # Secure Boot profiles: what the booted kernel said (enforcing | off | unknown).
+    "secure_boot": (str,),
 }
 BOOT_TEST_STATUSES = ("passed", "failed")
 
@@ -96,6 +105,10 @@ def validate(data: Any, path: Path) -> Lock:
             if "boot_test" in b:
                 _validate_boot_test(b["boot_test"], path, f"{where}.builds[{i}].boot_test")
             _validate_advert(b, path, f"{where}.builds[{i}]")
+            if "secure_boot" in b:
+                _validate_secure_boot(b["secure_boot"], path, f"{where}.builds[{i}].secure_boot")
+            if isinstance(b.get("artifacts"), dict) and "disk" in b["artifacts"]:
+                _validate_disk(b["artifacts"]["disk"], path, f"{where}.builds[{i}].artifacts.disk")
         channels = entry.get("channels", {})
         if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
             raise _fail(path, f"{where}.channels", "a mapping of channel name to build id")
@@ -106,6 +119,37 @@ def validate(data: Any, path: Path) -> Lock:
             _validate_workloads(resolved["workloads"], path, f"{where}.resolved.workloads")
     data["profiles"] = profiles
     return data
+
+
+def _validate_secure_boot(sb: Any, path: Path, where: str) -> None:
+    """The certificate's fingerprint, signer, serial and whether it was made per build; never a key."""
+    if not isinstance(sb, dict) or set(sb) != set(SECURE_BOOT_KEYS):
+        raise _fail(path, where, f"a mapping of {', '.join(SECURE_BOOT_KEYS)}")
+    if not isinstance(sb["certificate_sha256"], str) or not _CERT_SHA.fullmatch(sb["certificate_sha256"]):
+        raise _fail(path, f"{where}.certificate_sha256",
+                    f"sha256: and 64 hex digits; got {shown(sb['certificate_sha256'])}")
+    if not isinstance(sb["serial"], str) or not _SERIAL.fullmatch(sb["serial"]):
+        raise _fail(path, f"{where}.serial", f"upper-case hex, at most 40 digits; got {shown(sb['serial'])}")
+    if not isinstance(sb["signer"], str) or not 0 < len(sb["signer"]) <= 128:
+        raise _fail(path, f"{where}.signer", "the certificate's CN (text, at most 128 characters)")
+    if not isinstance(sb["per_build"], bool):
+        raise _fail(path, f"{where}.per_build", "true or false")
+
+
+def _validate_disk(disk: Any, path: Path, where: str) -> None:
+    """A local disk build's files (golden/targets/local_disk.py), each like ``artifacts.local``."""
+    if not isinstance(disk, dict) or set(disk) != set(DISK_FILES):
+        raise _fail(path, where, f"a mapping of {', '.join(DISK_FILES)}, each with path, sha256 and size")
+    for key in DISK_FILES:
+        f = disk[key]
+        if not isinstance(f, dict) or set(f) != {"path", "sha256", "size"}:
+            raise _fail(path, f"{where}.{key}", "a mapping of path, sha256 and size")
+        if not isinstance(f["path"], str) or not f["path"]:
+            raise _fail(path, f"{where}.{key}.path", "the file's path (text)")
+        if not isinstance(f["sha256"], str) or not _HEX_SHA.fullmatch(f["sha256"]):
+            raise _fail(path, f"{where}.{key}.sha256", f"64 lower-case hex digits; got {shown(f['sha256'])}")
+        if isinstance(f["size"], bool) or not isinstance(f["size"], int) or f["size"] < 0:
+            raise _fail(path, f"{where}.{key}.size", f"the file's size in bytes; got {shown(f['size'])}")
 
 
 def _validate_boot_test(bt: Any, path: Path, where: str) -> None:

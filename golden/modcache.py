@@ -119,16 +119,12 @@ def offer(rootfs: Path, kernels: Iterable[str] | None = None, cache: Path = CACH
 
 
 def offer_to(plan: BuildPlan, rootfs: Path, cache: Path = CACHE) -> list[str]:
-    """:func:`offer` for a plan's bake: its pinned kernel's entries, none for Secure Boot.
+    """:func:`offer` for a plan's bake: its pinned kernel's entries.
 
-    A Secure Boot image needs its module signed by the key enrolled for that
-    image; a restored module carries the signature of the bake that compiled
-    it, so such bakes are offered nothing and compile (signing per bake is
-    not done yet).
+    Secure Boot images are offered them too: a restored module carries the
+    signature of the bake that compiled it, and 42-module-signing cuts that off
+    and signs every module with this build's key, as it does a compiled one.
     """
-    if plan.profile.target.secure_boot:
-        say("module cache: not offered (target.secure_boot: the module is compiled and signed in this bake)")
-        return []
     return offer(rootfs, [plan.profile.kernel] if plan.profile.kernel else None, cache)
 
 

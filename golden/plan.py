@@ -67,6 +67,9 @@ class BuildPlan:
     resolved: Mapping[str, str] = field(default_factory=dict)
     #: CUDA runtimes the bake proves against the image's libcuda (golden/probeplan.py).
     cuda_uses: probeplan.Uses = ()
+    #: The public facts of the build's module signing key (golden/secureboot.py ``Signing.record``);
+    #: None until a build prepared one (``invoke render`` alone has none).
+    signing: Mapping[str, Any] | None = None
 
     @property
     def probe_uses(self) -> probeplan.Uses:
@@ -160,6 +163,8 @@ class BuildPlan:
         for spec in LAYERS:
             layer = self.layer(spec.name)
             env.update(layer.env if layer else spec.absent_env)
+        if self.layer("driver"):
+            env["GOLDEN_SIGNING_SERIAL"] = str((self.signing or {}).get("serial", ""))
         return env
 
     def expectations(self) -> dict[str, Any]:
@@ -179,6 +184,9 @@ class BuildPlan:
             ],
             "container": {"runtime": p.container.runtime.value, "toolkit": self.ctk_version},
             "secure_boot": p.target.secure_boot,
+            # rootfs, or disk: a local bake that also ships a bootable disk (booted through OVMF).
+            "format": p.target.format.value,
+            "signing": dict(self.signing) if self.signing else None,
         }
         for spec in LAYERS:
             layer = self.layer(spec.name)

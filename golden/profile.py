@@ -99,6 +99,8 @@ class Container:
     runtime: Runtime
     toolkit: str | None
     cdi: bool
+    #: Apptainer beside (or instead of) the runtime: an exact release such as "1.4.5", or None.
+    apptainer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -335,12 +337,14 @@ def parse(data: Mapping[str, Any], *, name: str, leaf: Path, root: Path, origins
         cuda_source = c.enum("source", CudaSource, CudaSource.NVIDIA)
     ct = r.section("container")
     assert ct is not None
-    ct.only("runtime", "toolkit", "cdi")
+    ct.only("runtime", "toolkit", "cdi", "apptainer")
     container = Container(
         runtime=ct.enum("runtime", Runtime),
         toolkit=ct.text("toolkit", versions.CONTAINER_TOOLKIT, 'an exact version such as "1.19.0", or null',
                         nullable=True),
         cdi=ct.flag("cdi", True),
+        apptainer=ct.text("apptainer", versions.APPTAINER, 'an Apptainer release such as "1.4.5", or null',
+                          nullable=True),
     )
     fm_raw = data.get("fabric_manager", "auto")
     if fm_raw != "auto" and not isinstance(fm_raw, bool):

@@ -25,6 +25,32 @@ def ssm_reserved(name: str) -> bool:
     return name.lstrip("/").split("/")[0].lower().startswith(("aws", "ssm"))
 
 
+#: A file of the signing key or certificate: relative to the repository root, or absolute.
+KEY_PATH = re.compile(r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+#: An environment variable's name (it names the private key's file).
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+
+class ImageFormat(StrEnum):
+    """What a local bake ships: the root filesystem, or also a bootable GPT disk (raw, qcow2, and
+    an OVMF variable store) with the distribution's signed shim and grub."""
+
+    ROOTFS = "rootfs"
+    DISK = "disk"
+
+
+@dataclass(frozen=True)
+class SigningKeySource:
+    """Where the module signing key comes from (``target.signing_key``): made for each build
+    (``per-build``: its private half is destroyed after signing), or a certificate and a private
+    key the user keeps (``key``: a file; ``key_env``: an environment variable naming the file)."""
+
+    per_build: bool = False
+    certificate: str | None = None
+    key: str | None = None
+    key_env: str | None = None
+
+
 class TargetKind(StrEnum):
     AMAZON_EBS = "amazon-ebs"
     LOCAL = "local"
@@ -53,17 +79,50 @@ class Target:
     #: The image must boot with UEFI Secure Boot: the kernel module must be signed by a key
     #: the kernel trusts (verification fails otherwise).
     secure_boot: bool = False
+    #: The key DKMS signs the modules with (only with ``secure_boot``); None: not said (the gate
+    #: refuses that).
+    signing_key: SigningKeySource | None = None
+    #: local only: a root filesystem, or also a bootable disk.
+    format: ImageFormat = ImageFormat.ROOTFS
+
+
+def read_signing_key(t: Reader, secure_boot: bool) -> SigningKeySource | None:
+    """``signing_key: per-build``, or a mapping of ``certificate`` and ``key`` or ``key_env``."""
+    raw = t.data.get("signing_key")
+    if raw is None:
+        return None
+    if not secure_boot:
+        raise t.fail("signing_key", "only with secure_boot: true (nothing is signed otherwise)")
+    if raw == "per-build":
+        return SigningKeySource(per_build=True)
+    if isinstance(raw, str):
+        raise t.fail("signing_key", f"per-build, or a mapping of certificate and key or key_env; got {show(raw)}")
+    s = t.section("signing_key")
+    assert s is not None
+    s.only("certificate", "key", "key_env")
+    cert = s.required_text("certificate", KEY_PATH, "the signing certificate's file (DER or PEM), relative to "
+                           "the repository or absolute (letters, digits, . _ - /)")
+    key = s.text("key", KEY_PATH, "the private key's file (PEM), absolute or relative to the repository",
+                 nullable=True)
+    key_env = s.text("key_env", ENV_NAME, "the name of an environment variable that holds the private key's "
+                     "file name (A-Z, 0-9, _)", nullable=True)
+    if (key is None) == (key_env is None):
+        raise s.fail(None, "exactly one of key (a file) or key_env (a variable naming the file)")
+    return SigningKeySource(certificate=cert, key=key, key_env=key_env)
 
 
 def read_target(r: Reader) -> Target:
     t = r.section("target")
     assert t is not None
     kind = t.enum("kind", TargetKind)
+    secure_boot = t.flag("secure_boot", False)
+    signing = read_signing_key(t, secure_boot)
     if kind is TargetKind.LOCAL:
-        t.only("kind", "boot_test", "secure_boot")
-        return Target(kind=kind, boot_test=t.flag("boot_test", True), secure_boot=t.flag("secure_boot", False))
+        t.only("kind", "boot_test", "secure_boot", "signing_key", "format")
+        return Target(kind=kind, boot_test=t.flag("boot_test", True), secure_boot=secure_boot, signing_key=signing,
+                      format=t.enum("format", ImageFormat, ImageFormat.ROOTFS))
     t.only("kind", "region", "build_instance_type", "source_image", "root_volume_gb", "ami_regions",
-           "share_with_accounts", "ssm_parameter_prefix", "secure_boot")
+           "share_with_accounts", "ssm_parameter_prefix", "secure_boot", "signing_key")
     src = t.section("source_image", required=False)
     source_image = None
     if src is not None:
@@ -94,5 +153,6 @@ def read_target(r: Reader) -> Target:
         ami_regions=t.texts("ami_regions", REGION, "AWS regions such as us-west-2"),
         share_with_accounts=t.texts("share_with_accounts", ACCOUNT, "12-digit AWS account ids"),
         ssm_parameter_prefix=prefix,
-        secure_boot=t.flag("secure_boot", False),
+        secure_boot=secure_boot,
+        signing_key=signing,
     )

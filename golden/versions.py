@@ -17,6 +17,8 @@ DRIVER_VERSION = re.compile(r"^[0-9]{3}\.[0-9]{1,3}(\.[0-9]{1,3})?$")
 CUDA = re.compile(r"^[0-9]{2}\.[0-9]$")
 CUDA_RELEASE = re.compile(r"^[0-9]{2}\.[0-9]\.[0-9]{1,2}$")
 CONTAINER_TOOLKIT = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+#: An Apptainer release as the project numbers it (1.4.5): what ``apptainer --version`` prints.
+APPTAINER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 #: A kernel ABI: Debian 12 and Ubuntu number it (6.1.0-50-cloud-amd64), Debian 13 names the
 #: version (6.12.117+deb13-cloud-amd64).
 KERNEL = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9]+|\+deb[0-9]+)(-[a-z0-9]+)+$")

@@ -172,6 +172,14 @@ fi
 # sources, sorted by name.
 mapfile -t recorded < <(printf '%s\n' "${holds[@]}" "${!from_source[@]}" | sed '/^$/d' | sort -u)
 
+# Secure Boot: the certificate 42-module-signing left for DKMS (the key is gone).
+signing_cert_sha256=''
+if [[ ${GOLDEN_SECURE_BOOT:-false} == true ]]; then
+    cert=$ROOT/var/lib/dkms/mok.pub
+    [[ -f $cert ]] || die "target.secure_boot: no signing certificate at /var/lib/dkms/mok.pub"
+    signing_cert_sha256=sha256:$(sha256sum "$cert" | cut -d' ' -f1)
+fi
+
 command -v python3 >/dev/null 2>&1 || die "python3 is not on the image: cannot write release.json"
 advert=$GOLDEN_STAGE/scripts/workloads.json
 [[ -f $advert ]] || die "no $advert: golden renders it with the scripts (render again)"
@@ -185,7 +193,7 @@ manifest=$(
         cdi="$cdi" cdi_refresh="$cdi_refresh" \
         runtime_package="$runtime_package" runtime_version="$runtime_version" \
         fm_package="$fm_package" fm_version="$fm_version" advert="$advert" \
-        data_disks_mount="${GOLDEN_DATA_DISKS_MOUNT:-}"
+        data_disks_mount="${GOLDEN_DATA_DISKS_MOUNT:-}" signing_cert_sha256="$signing_cert_sha256"
 ) || die "release.py could not make release.json (see above)"
 put_file 0644 /etc/golden/release.json <<<"$manifest"
 

@@ -34,6 +34,7 @@ FACTS = (
     "cuda_toolkit", "cuda_package", "cuda_version",
     "ctk_version", "ctk_package_version", "cdi", "cdi_refresh",
     "runtime_package", "runtime_version", "fm_package", "fm_version", "advert", "data_disks_mount",
+    "signing_cert_sha256",
 )
 #: How workloads use the data disks: recorded in release.json with the mount point.
 DATA_CONVENTION = ("datasets read-only and checkpoints writable as bind mounts under {mount}, "
@@ -122,6 +123,10 @@ def manifest(env: dict[str, str], facts: dict[str, str], packages: dict[str, str
         "fabric_manager": {"enabled": bool(facts["fm_package"]), "package": _opt(facts["fm_package"]),
                            "version": _opt(facts["fm_version"])},
         "persistence": env.get("GOLDEN_PERSISTENCE") == "true",
+        # The module signing certificate (never the key): what a machine must trust to load the module.
+        "secure_boot": ({"certificate_sha256": facts["signing_cert_sha256"],
+                         "serial": env.get("GOLDEN_SIGNING_SERIAL", "")}
+                        if env.get("GOLDEN_SECURE_BOOT") == "true" and driver else None),
         "data_disks": ({"mount": facts["data_disks_mount"],
                         "convention": DATA_CONVENTION.format(mount=facts["data_disks_mount"])}
                        if facts["data_disks_mount"] else None),

@@ -77,10 +77,12 @@ def test_module_signature(expect: dict[str, Any], shell: Shell, record: Record) 
     state = f"signed by {signer}" if signer else "unsigned"
     state += ", key trusted" if verdict.trusted else ", key not trusted" if signer else ""
     secure_boot = bool(expect.get("secure_boot"))
+    enrolled = (expect.get("signing") or {}).get("certificate_sha256")
     assert record(f"module-signature[{module}]", "signed, key trusted" if secure_boot else "reported",
                   state, verdict.trusted or not secure_boot,
                   f"{verdict.detail} (keys from {source})"
-                  + ("" if verdict.trusted else "; Secure Boot would refuse this module"))
+                  + ("" if verdict.trusted else "; Secure Boot would refuse this module")
+                  + (f"; the build enrolled certificate {enrolled}" if enrolled and not verdict.trusted else ""))
 
 
 def _trusted_keys(shell: Shell) -> tuple[list[hostprobes.TrustedKey], str]:

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from golden import bootkit
-from golden.boottest.firmware import FIRMWARE, Firmware, finalize_firmware, lookup
+from golden.boottest.firmware import FIRMWARE, Firmware, finalize_firmware, lookup, recorded_format
 from golden.boottest.guest import (
     MEMORY_MB,
     SSH_TIMEOUT_S,
@@ -50,6 +50,7 @@ from golden.boottest.media import (
     prepare_tree,
     unpack,
 )
+from golden.boottest.reboot import boot_again, reboots_from_env
 from golden.boottest.result import BootResult, log_problems, release_problems, require_pass, seed_problems
 from golden.errors import GoldenError
 from golden.systemprobes import (
@@ -73,12 +74,14 @@ __all__ = ["FIRMWARE", "MEMORY_MB", "SSH_TIMEOUT_S", "BootResult", "Firmware", "
 
 def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plant: Plant | None = None,
               ssh_timeout: float = SSH_TIMEOUT_S, nvme_disks: int | None = None,
-              firmware: str | None = None) -> BootResult:
+              firmware: str | None = None, reboots: tuple[int, ...] | None = None) -> BootResult:
     """Boot ``build_root/NAME``'s artifact and run the ``boot-nogpu`` checks in it.
 
     ``nvme_disks``: how many emulated NVMe disks to attach (default: two when the profile has
     data disks, else none); 1 or 0 boot the data disks' fault cases. ``firmware``: one of
     :data:`FIRMWARE` instead of the artifact's own (``uefi`` boots a rootfs as a GPT disk).
+    ``reboots``: after the first boot, boot the same disk again once per count with that many
+    blank NVMe disks and check it again (:mod:`.reboot`; default ``GOLDEN_BOOT_NVME_REBOOTS``).
 
     Returns the result (a failed check is a failed result, not an exception);
     raises :class:`GoldenError` when the guest could not be booted or reached.
@@ -90,13 +93,15 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     for needed in (artifact, expectations, user_data, meta_data):
         if not needed.is_file():
             raise GoldenError(f"not found (bake {name} first: invoke build --profile {name})", where=needed)
-    boot_with = lookup(firmware) if firmware else finalize_firmware(artifact, secure_boot=_secure_boot(expectations))
+    boot_with = lookup(firmware) if firmware else finalize_firmware(
+        artifact, secure_boot=_secure_boot(expectations), image_format=recorded_format(expectations))
     disks = _nvme_default(expectations) if nvme_disks is None else nvme_disks
     log, report_path = out_dir / "boot.log", out_dir / "verify-report-boot.json"
     result = BootResult(profile=name, log=log, report_path=report_path)
     work = build_root / ".work" / f"boot-{uuid.uuid4()}"
     with terminate_as_interrupt():
-        _boot(result, work, boot_with, artifact, expectations, user_data, meta_data, plant, ssh_timeout, disks)
+        _boot(result, work, boot_with, artifact, expectations, user_data, meta_data, plant, ssh_timeout, disks,
+              reboots_from_env() if reboots is None else reboots)
     with contextlib.suppress(OSError):
         result.problems.extend(log_problems(log.read_text(errors="replace")))
     return result
@@ -118,7 +123,8 @@ def _nvme_default(expectations: Path) -> int:
 
 
 def _boot(result: BootResult, work: Path, boot_with: Firmware, artifact: Path, expectations: Path,
-          user_data: Path, meta_data: Path, plant: Plant | None, ssh_timeout: float, disks: int) -> None:
+          user_data: Path, meta_data: Path, plant: Plant | None, ssh_timeout: float, disks: int,
+          reboots: tuple[int, ...] = ()) -> None:
     log, report_path, started = result.log, result.report_path, time.monotonic()
     stack = contextlib.ExitStack()
     try:
@@ -164,6 +170,8 @@ def _boot(result: BootResult, work: Path, boot_with: Firmware, artifact: Path, e
             with contextlib.suppress(GoldenError, subprocess.TimeoutExpired):
                 shell.run("systemctl", "poweroff", timeout=30)
                 proc.wait(timeout=60)
+        for count in reboots:
+            boot_again(result, work, boot_with, media, key, expectations, count, ssh_timeout)
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -16,11 +16,13 @@ Adding one is its module and one line in :data:`FIRMWARE`.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Protocol, cast
 
 from golden.boottest.media import Kernel, Media
 from golden.errors import GoldenError
+from golden.profile_target import ImageFormat
 
 
 class Firmware(Protocol):
@@ -64,17 +66,36 @@ def lookup(name: str) -> Firmware:
     return cast(Firmware, getattr(importlib.import_module(module), attribute))
 
 
-def finalize_firmware(artifact: Path, *, secure_boot: bool = False) -> Firmware:
+def finalize_firmware(artifact: Path, *, secure_boot: bool = False,
+                      image_format: ImageFormat = ImageFormat.ROOTFS) -> Firmware:
     """The firmware that boots ``artifact`` (mkosi's ``finalize_firmware``).
 
     A rootfs has no bootloader, so it boots ``linux``, with or without
     ``target.secure_boot`` (the module's signature is still checked in the guest);
     a disk boots its own bootloader with ``uefi``, or ``uefi-secure-boot`` when the
-    profile asks for Secure Boot.
+    profile asks for Secure Boot. A ``target.format: disk`` build (``image_format``,
+    from its expectations.json: :func:`recorded_format`) boots through OVMF the same way
+    even when the artifact handed over is its rootfs: the boot test writes its own
+    disk from the same tree with the same writer
+    (:func:`golden.targets.disk.write_uefi_disk`), plus its SSH key, so the bake's
+    disk.raw itself is never changed.
     """
+    uefi = "uefi-secure-boot" if secure_boot else "uefi"
     if artifact.name.endswith(ROOTFS_SUFFIXES):
-        return lookup("linux")
+        return lookup(uefi if image_format is ImageFormat.DISK else "linux")
     if artifact.name.endswith(DISK_SUFFIXES):
-        return lookup("uefi-secure-boot" if secure_boot else "uefi")
+        return lookup(uefi)
     raise GoldenError(f"the boot test boots a rootfs ({', '.join(ROOTFS_SUFFIXES)}) or a disk "
                       f"({', '.join(DISK_SUFFIXES)}), not {artifact.name}", where=artifact)
+
+
+def recorded_format(expectations: Path) -> ImageFormat:
+    """``rootfs`` or ``disk``: the profile's ``target.format`` as the build recorded it in
+    expectations.json (``rootfs`` for expectations written before the key existed)."""
+    try:
+        value = json.loads(expectations.read_text()).get("format") or "rootfs"
+    except (OSError, ValueError, AttributeError) as e:
+        raise GoldenError(f"not the expectations a build writes: {e}", where=expectations) from e
+    if value not in tuple(ImageFormat):
+        raise GoldenError(f"format: {' or '.join(ImageFormat)} expected, not {value!r}", where=expectations)
+    return ImageFormat(value)

@@ -12,45 +12,19 @@ it through the ``.machine`` keyring as if MokManager had enrolled it.
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from golden.boottest.media import Kernel, Media
 from golden.errors import GoldenError
 from golden.run import run
-from golden.targets.disk import write_uefi_disk
+from golden.targets.disk import write_root_fstab, write_uefi_disk
+from golden.uefivars import BLANK_VARS, DKMS_CERT, OVMF, SHIM_GUID, vars_argv, virt_fw_vars
 
-OVMF = Path("/usr/share/OVMF")
-#: The blank variable store of Debian's ``ovmf`` (4 MiB flash layout, like the code).
-BLANK_VARS = OVMF / "OVMF_VARS_4M.fd"
-#: shim's vendor GUID, the owner of MOK list entries.
-SHIM_GUID = "605dab50-e046-4300-abb6-3dd810dd8b23"
-#: Where DKMS keeps the certificate it signs modules with (DER), inside the image.
-DKMS_CERT = "var/lib/dkms/mok.pub"
-
-
-def virt_fw_vars() -> str:
-    """``virt-fw-vars`` beside golden's Python (the venv), else from PATH."""
-    beside = Path(sys.executable).with_name("virt-fw-vars")
-    return str(beside) if beside.is_file() else "virt-fw-vars"
-
-
-def vars_argv(out: Path, *, secure_boot: bool, mok_certs: Sequence[Path] = ()) -> list[str]:
-    """The command that writes a variable store at ``out`` (``--output-aws`` is the AMI's form).
-
-    >>> vars_argv(Path("v.fd"), secure_boot=True, mok_certs=[Path("c.der")])[1:]  # doctest: +NORMALIZE_WHITESPACE
-    ['--input', '/usr/share/OVMF/OVMF_VARS_4M.fd', '--output', 'v.fd', '--enroll-microsoft',
-     '--secure-boot', '--add-mok', '605dab50-e046-4300-abb6-3dd810dd8b23', 'c.der']
-    """
-    argv = [virt_fw_vars(), "--input", str(BLANK_VARS), "--output", str(out)]
-    if secure_boot:
-        argv += ["--enroll-microsoft", "--secure-boot"]
-    for cert in mok_certs:
-        argv += ["--add-mok", SHIM_GUID, str(cert)]
-    return argv
+# The variable store's pieces live in golden/uefivars.py (the local target's disk artifacts use them too).
+__all__ = ["BLANK_VARS", "DKMS_CERT", "OVMF", "SHIM_GUID", "UEFI", "UEFI_SECURE_BOOT", "Uefi", "boot_copy",
+           "vars_argv", "virt_fw_vars"]
 
 
 def boot_copy(store: Path, work: Path) -> Path:
@@ -86,7 +60,7 @@ class Uefi:
         """``work/rootfs`` as a GPT disk booting ``kernel`` by its root UUID (the tree is removed),
         and this boot's variable store, with the image's DKMS certificate when it has one."""
         tree, root_uuid = work / "rootfs", str(uuid.uuid4())
-        (tree / "etc/fstab").write_text(f"UUID={root_uuid} / ext4 rw,errors=remount-ro 0 1\n")
+        write_root_fstab(tree, root_uuid)
         certs = []
         if self.secure_boot and (tree / DKMS_CERT).is_file():
             certs.append(work / "mok.der")

@@ -30,6 +30,7 @@ from golden.errors import GoldenError
 
 if TYPE_CHECKING:  # the registry stays light: `python -m golden.targets.chroot_sshd` imports it
     from golden.plan import BuildPlan
+    from golden.secureboot import Signing
 
 #: target kind (``target.kind`` of a profile, ``--target``) -> "module:Class".
 TARGETS = {
@@ -48,6 +49,8 @@ class Bake:
     # The last check of a staged file artifact before it replaces the old one
     # (the boot test); what it returns joins the build entry.
     check_image: Callable[[Path], dict[str, Any]] = lambda image: {}
+    #: Secure Boot: the build's module signing key, which the bake puts where DKMS finds it.
+    signing: Signing | None = None
 
 
 class Target(Protocol):

@@ -155,6 +155,13 @@ def _place(part: Path, disk: Path, offset_mb: int) -> None:
          "status=none"], timeout=1800)
 
 
+def write_root_fstab(tree: Path, root_uuid: str) -> None:
+    """``tree/etc/fstab``: the root filesystem by its UUID (the disk's root partition), replacing
+    the file. Only ever on a tree a disk is written from, never before a rootfs is exported."""
+    (tree / "etc").mkdir(exist_ok=True)
+    (tree / "etc/fstab").write_text(f"UUID={root_uuid} / ext4 rw,errors=remount-ro 0 1\n")
+
+
 def write_uefi_disk(tree: Path, disk: Path, kernel: str, *, root_uuid: str | None = None,
                     label: str = "golden-root", qcow2: Path | None = None) -> UefiDisk:
     """A GPT raw disk at ``disk`` that UEFI firmware boots into ``tree``'s kernel ``kernel``.

@@ -23,15 +23,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from golden import modcache, packer
+from golden import modcache, packer, secureboot
 from golden.errors import StepFailed
 from golden.files import sha256_file, shown
 from golden.plan import BuildPlan
+from golden.profile_target import ImageFormat
 from golden.run import run, spawn, stop
 from golden.sbom import write_sbom
 from golden.targets import Bake, rootfs
 from golden.targets.disk import ROOTFS_TAR_FLAGS
 from golden.targets.entry import build_entry, git_commit, progress
+from golden.targets.local_disk import disk_record, image_kernel, write_disk
 from golden.ui import say, step
 
 
@@ -124,18 +126,27 @@ def session(base: Path, work: Path, log_dir: Path) -> Iterator[Session]:
 
 
 class Output(StrEnum):
-    """The format of a local bake's image, like mkosi's output formats (``rootfs`` only, today)."""
+    """The format of a local bake's image, like mkosi's output formats. Every bake ships the
+    rootfs (the boot test and the module cache read it); ``target.format: disk`` adds the disk
+    (``disk.raw``, with ``disk.qcow2`` and ``disk.vars.fd`` beside it: golden/targets/local_disk.py)."""
 
     ROOTFS = "rootfs"      # the root filesystem as a reproducible-ordered tarball
+    DISK = "disk"          # a GPT disk that UEFI firmware boots (Secure Boot too)
 
     @property
     def extension(self) -> str:
-        return {Output.ROOTFS: ".tar.zst"}[self]
+        return {Output.ROOTFS: ".tar.zst", Output.DISK: ".raw"}[self]
 
     @property
     def file_name(self) -> str:
-        """``rootfs.tar.zst``: its name under ``build/NAME/artifacts/``."""
+        """``rootfs.tar.zst``, ``disk.raw``: its name under ``build/NAME/artifacts/``."""
         return f"{self.value}{self.extension}"
+
+
+def outputs(plan: BuildPlan) -> tuple[Output, ...]:
+    """What a local bake of ``plan`` ships: the rootfs, and the disk for ``target.format: disk``."""
+    disk = plan.profile.target.format is ImageFormat.DISK
+    return (Output.ROOTFS, Output.DISK) if disk else (Output.ROOTFS,)
 
 
 #: Where a local bake's image lies in its build directory (``build/NAME/``).
@@ -191,9 +202,11 @@ class Local:
 
     def artifacts(self, entry: dict[str, Any], out_dir: Path) -> list[str]:
         art = out_dir / "artifacts"
-        return [f"  image  {shown(artifact_path(out_dir, self.output))}",
-                f"  sha256 {entry['artifacts']['local']['sha256']}",
-                f"  sbom   {shown(art / 'sbom.cdx.json')}"]
+        lines = [f"  image  {shown(artifact_path(out_dir, self.output))}",
+                 f"  sha256 {entry['artifacts']['local']['sha256']}"]
+        for key, f in entry["artifacts"].get("disk", {}).items():
+            lines.append(f"  {key:<6} {f['path']}  sha256 {f['sha256']}  {f['size']} bytes")
+        return [*lines, f"  sbom   {shown(art / 'sbom.cdx.json')}"]
 
     def bake(self, plan: BuildPlan, out_dir: Path, build_id: str, how: Bake) -> dict[str, Any]:
         """Bake in a working copy, export and check the image beside the old artifacts, then swap it in."""
@@ -210,6 +223,8 @@ class Local:
                     "golden_python": sys.executable, "reboot_pause": "0s",
                 }
                 modcache.offer_to(plan, s.rootfs)
+                if how.signing is not None:     # 42-module-signing signs with it, then removes the key
+                    secureboot.install(how.signing, s.rootfs)
                 with step("Baking with packer (null source over SSH)"):
                     result = packer.build(out_dir, only=self.packer_source, variables=variables,
                                           log_path=out_dir / "packer.log", on_event=progress)
@@ -221,10 +236,19 @@ class Local:
                     (staging / f"{name}.sha256").write_text(f"{digest}  {name}\n")
                     sbom_sha = write_sbom(s.rootfs, staging / "sbom.cdx.json", distro=plan.profile.os.value,
                                           build_id=build_id)
+                disk_entry: dict[str, Any] = {}
+                if Output.DISK in outputs(plan):
+                    # After the export: the disk's fstab names its root UUID, the tarball's does not.
+                    with step("Writing the disk image (GPT, signed shim and grub; qcow2; OVMF variables)"):
+                        files = write_disk(s.rootfs, staging, kernel=image_kernel(s.rootfs, plan.profile.kernel),
+                                           secure_boot=plan.profile.target.secure_boot)
+                        disk_entry = disk_record(files, out_dir / "artifacts")
             report = json.loads((out_dir / "verify-report.json").read_text())
             release = json.loads((out_dir / "release.json").read_text())
             shutil.copyfile(out_dir / "release.json", staging / "release.json")
             shutil.copyfile(out_dir / "verify-report.json", staging / "verify-report.json")
+            if how.signing is not None:     # the certificate to enrol (mokutil --import), never the key
+                shutil.copyfile(how.signing.certificate, staging / secureboot.CERT_ARTIFACT)
             checked = how.check_image(staging / name)
             swap_in(staging, out_dir / "artifacts")
         except BaseException:
@@ -232,5 +256,8 @@ class Local:
             raise
         final = artifact_path(out_dir, self.output)
         local_artifact = {"path": shown(final), "sha256": digest, "size": image_size(final)}
-        return build_entry(build_id, self.kind, report, release, artifacts={"local": local_artifact},
+        artifacts: dict[str, Any] = {"local": local_artifact}
+        if disk_entry:
+            artifacts["disk"] = disk_entry
+        return build_entry(build_id, self.kind, report, release, artifacts=artifacts,
                            sbom_sha256=sbom_sha, packer_run_uuid=result.run_uuid or "", **checked)

@@ -26,6 +26,7 @@ is_suite() { [[ $1 == / || $1 =~ ^[a-z0-9][a-z0-9._/-]*$ ]]; }
 is_unit() { [[ $1 =~ ^[A-Za-z0-9@._:-]+\.(service|path|socket|timer|target)$ ]]; }
 is_service_name() { [[ $1 =~ ^[A-Za-z0-9@._:-]+$ ]]; }
 is_module() { [[ $1 =~ ^[a-z0-9_-]+$ ]]; }
+is_serial() { [[ $1 =~ ^[0-9A-F]{1,40}$ ]]; }
 is_uuid() { [[ $1 =~ ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ ]]; }
 is_bool() { [[ $1 == true || $1 == false ]]; }
 is_profile() { [[ $1 =~ ^[a-z0-9][a-z0-9._-]*$ ]]; }
@@ -33,6 +34,7 @@ is_branch() { [[ $1 =~ ^[0-9]{3}$ ]]; }
 is_driver_version() { [[ $1 =~ ^[0-9]{3}\.[0-9]+(\.[0-9]+)?$ ]]; }
 # A plain absolute path (GOLDEN_STAGE, GOLDEN_ROOT).
 is_abs_path() { [[ $1 =~ ^/[A-Za-z0-9._/-]*$ ]]; }
+is_user_name() { [[ $1 =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; }
 
 # The enums: exactly the values of golden/profile.py's StrEnums (Flavor,
 # Runtime, DriverSource, OsName, Arch; the family is an OsName's first part).

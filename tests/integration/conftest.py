@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 from golden import ROOT
+from golden.boottest.reboot import REBOOTS_ENV
 from tests.conftest import require_tool
 from tests.integration.workspace import (
     CUDA,
     DRIVERLESS,
     R535,
+    SECUREBOOT,
     WORKLOADS,
     Baked,
     Workspace,
@@ -90,12 +92,33 @@ def cuda_bake(r535_bake: Baked, tmp_path_factory: pytest.TempPathFactory) -> Bak
 
 
 @pytest.fixture(scope="session")
+def secureboot_bake(r535_bake: Baked, tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    """``invoke build --profile local-debian12-r535-secureboot``, for real, once per session: the
+    R535 image with its modules signed by a key made for the build, booted through OVMF with
+    Secure Boot enforcing. After the R535 bake, so its module comes from the module cache and is
+    signed again with this build's key (42-module-signing)."""
+    ws = Workspace(tmp_path_factory.mktemp("r535-secureboot"))
+    summary = ws.bake(SECUREBOOT)
+    assert_nothing_left(ws)
+    return Baked(ws, summary, SECUREBOOT)
+
+
+@pytest.fixture(scope="session")
 def driverless_bake(tmp_path_factory: pytest.TempPathFactory) -> Baked:
     """``invoke build --profile local-debian13-driverless``, for real, once per session: a clean
     Debian 13 host for the GPU Operator (no driver, nouveau blacklisted, headers held, containerd),
-    booted under QEMU."""
+    booted under QEMU with two NVMe disks, then the same disk again with one and with none
+    (golden/boottest/reboot.py: the data disks' fault boots, no second unpack)."""
     need_root_and_bake_tools()
     ws = Workspace(tmp_path_factory.mktemp("driverless"))
-    summary = ws.bake(DRIVERLESS)
+    saved = os.environ.get(REBOOTS_ENV)
+    os.environ[REBOOTS_ENV] = "1,0"
+    try:
+        summary = ws.bake(DRIVERLESS)
+    finally:
+        if saved is None:
+            os.environ.pop(REBOOTS_ENV, None)
+        else:
+            os.environ[REBOOTS_ENV] = saved
     assert_nothing_left(ws)
     return Baked(ws, summary, DRIVERLESS)

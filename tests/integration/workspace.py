@@ -21,6 +21,8 @@ R535 = "local-debian12-r535"
 CUDA = "local-debian12-r535-cuda"
 #: The session's third: Debian 13 without a driver, for the GPU Operator.
 DRIVERLESS = "local-debian13-driverless"
+#: The session's fourth: the R535 image signed for Secure Boot, a UEFI disk.
+SECUREBOOT = "local-debian12-r535-secureboot"
 #: What the session's bake declares will run on it: CUDA 12.2 is R535's own ceiling. (The
 #: session's bake adds trainer-12-9, an image in a local registry: CUDA 12.9 is above the ceiling
 #: in the same major; the gate warns, minor-version compatibility lets it run.)

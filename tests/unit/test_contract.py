@@ -139,9 +139,13 @@ def test_every_profiles_env_passes_the_contract(profile: str) -> None:
     # variables on a driverless image (the driverless layer has none of its own).
     driverless = "GOLDEN_DRIVER_SOURCE" not in env
     no_data_disks = "GOLDEN_DATA_DISKS_MOUNT" not in env    # data disks are the profile's choice
+    rootfs = "GOLDEN_BOOT_CHAIN_PACKAGES" not in env        # a boot chain only on a disk image
+    no_apptainer = "GOLDEN_APPTAINER_VERSION" not in env     # Apptainer is the profile's choice
     assert set(env) == {v.name for v in VARIABLES if not v.runtime
                         and not (driverless and v.layer is Layer.DRIVER)
-                        and not (no_data_disks and v.layer is Layer.DATA_DISKS)}
+                        and not (no_data_disks and v.layer is Layer.DATA_DISKS)
+                        and not (no_apptainer and v.layer is Layer.APPTAINER)
+                        and not (rootfs and v.layer is Layer.BOOT_CHAIN)}
     assert driverless == (make_plan(load_profile(profile), load()).layer("driverless") is not None)
 
 

@@ -80,10 +80,10 @@ def test_the_driverless_layer_is_there_exactly_without_a_driver() -> None:
 
 def test_the_shipped_driverless_profile_plans_headers_containerd_and_nothing_of_nvidias() -> None:
     plan = make_plan(load_profile(SHIPPED, kb=KB), KB)
-    assert plan.layer_names == ("kernel", "driverless", "runtime", "data-disks")
+    assert plan.layer_names == ("kernel", "driverless", "runtime", "apptainer", "data-disks")
     assert [(p.name, p.hold) for p in plan.packages] == [
         (f"linux-image-{KERNEL}", True), (f"linux-headers-{KERNEL}", True), ("containerd", False),
-        ("mdadm", False)]
+        ("apptainer", True), ("mdadm", False)]
     assert plan.repositories == ()
     exp = plan.expectations()
     assert exp["driverless"] == {"kernel_headers": True, "blacklist": NOUVEAU_BLACKLIST,

@@ -44,6 +44,7 @@ from golden.profile import (
     load_profile,
     profile_names,
 )
+from golden.profile_target import SigningKeySource, TargetKind
 from golden.workloads import Workload, WorkloadFacts
 
 TODAY = datetime.date(2026, 11, 20)
@@ -296,7 +297,18 @@ CASES = [
          ("R595", "failure mode 4")),
     Case("gpu-host-arch", {**B200, "gpu": "gb200"}, {**B200, "gpu": "gb200", "arch": Arch.ARM64},
          ("GB200 Grace Blackwell", "arm64", "amd64")),
-    Case("secure-boot-dkms-key", {"target": {"secure_boot": True}}, {}, ("open module", "DKMS", "failure mode 5")),
+    Case("secure-boot-signing-key", {"target": {"secure_boot": True}},
+         {"target": {"secure_boot": True, "signing_key": SigningKeySource(certificate="k.der", key="k.key")}},
+         ("open module", "DKMS", "failure mode 5", "per-build", "key_env")),
+    Case("secure-boot-per-build-key",
+         {"target": {"secure_boot": True, "signing_key": SigningKeySource(per_build=True)}},
+         {"target": {"secure_boot": True, "signing_key": SigningKeySource(certificate="k.der", key_env="K")}},
+         ("per-build", "enrolled again", "cannot sign a module rebuilt")),
+    Case("secure-boot-ebs-not-built",
+         {"target": {"secure_boot": True, "signing_key": SigningKeySource(certificate="k.der", key="k.key")}},
+         {"target": {"kind": TargetKind.LOCAL, "secure_boot": True,
+                     "signing_key": SigningKeySource(certificate="k.der", key="k.key")}},
+         ("amazon-ebs", "uefi_data", "not built yet")),
     Case("cuda-without-driver", {"driverless": True}, {"driverless": True, "cuda_toolkit": None},
          ("cuda.toolkit 13.2", "without a driver", "leaves the host toolkit off", "GPU Operator",
           "cuda.toolkit: null")),
@@ -307,6 +319,13 @@ CASES = [
     Case("distro-driver-unbuildable", {"os": OsName.DEBIAN_13, "driver": {"source": DriverSource.DISTRO}},
          {"os": OsName.DEBIAN_12, "driver": {"source": DriverSource.DISTRO}},
          ("debian-13", "550.163.01", "pci_resize_resource", "checked 2026-12", "[DEB13]", "driver: none")),
+    Case("apptainer-install-unsupported", {"os": OsName.DEBIAN_12, "container": {"apptainer": "1.4.5"}},
+         {"os": OsName.DEBIAN_13, "container": {"apptainer": "1.4.5"}},
+         ("debian-12", "libc6 (>= 2.38)", "2.36", "DEBAPPT", "installs on debian-13", "container.apptainer: null")),
+    Case("apptainer-install-unsupported", {"os": OsName.UBUNTU_2404, "container": {"apptainer": "1.4.5"}},
+         {"os": OsName.UBUNTU_2404}, ("ubuntu-24.04", "PPA", "APPTPPA"), id="ubuntu"),
+    Case("apptainer-version-unknown", {"os": OsName.DEBIAN_13, "container": {"apptainer": "1.4.4"}},
+         {"os": OsName.DEBIAN_13, "container": {"apptainer": "1.4.5"}}, ("1.4.4", "1.4.5", "unstable", "DEBAPPT")),
     Case("branch-naming", {}, {}, ("R595", "'suffixed'", "expected 'pinning'"),
          kb=with_naming("595", "suffixed")),
     Case("branch-naming", {"cuda_toolkit": "13.0", "driver": {"branch": "580"}},

@@ -28,7 +28,7 @@ REQUIRED_GPUS = ("t4", "a10g", "a100-sxm4", "l4", "l40s", "h100-pcie", "h100-sxm
                  "gh200", "b200", "b300", "gb200", "rtx-pro-6000")
 # Source keys golden's data adds to the facts file's table (read directly, or from the
 # 2026-12 audit in shared/research, not via the facts file).
-GOLDEN_SOURCES = {"secondary", "DEB", "DEBCUDA", "DEB13", "PCIIDS", "CIG", "EKS"}
+GOLDEN_SOURCES = {"secondary", "DEB", "DEBCUDA", "DEB13", "DEBAPPT", "APPTPPA", "PCIIDS", "CIG", "EKS"}
 # Data key -> the names section 9 of the facts file gives the same GPU.
 FACT_NAMES = {
     "t4": ("T4",), "a10g": ("A10G",), "a100-sxm4": ("A100-SXM4-40GB", "A100-SXM4-80GB"),

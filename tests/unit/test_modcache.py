@@ -116,10 +116,11 @@ def test_collect_stores_the_hand_back_and_leaves_nothing_in_the_image(tmp_path: 
     assert (rootfs / "var/cache/apt").is_dir()
 
 
-def test_a_plan_offers_its_kernels_entries_and_a_secure_boot_plan_none(tmp_path: Path) -> None:
+def test_a_plan_offers_its_kernels_entries_and_a_secure_boot_plan_too(tmp_path: Path) -> None:
+    # A Secure Boot bake re-signs restored modules with its own key (42-module-signing).
     entry = stored(tmp_path)
     plan = make_plan(load_profile("local-debian12-r535"), load())
     assert modcache.offer_to(plan, tmp_path / "rootfs", cache=entry.parent) == [KEY]
     profile = replace(plan.profile, target=replace(plan.profile.target, secure_boot=True))
-    assert modcache.offer_to(replace(plan, profile=profile), tmp_path / "sb", cache=entry.parent) == []
-    assert not (tmp_path / "sb" / modcache.INBOX).exists()
+    assert modcache.offer_to(replace(plan, profile=profile), tmp_path / "sb", cache=entry.parent) == [KEY]
+    assert (tmp_path / "sb" / modcache.INBOX / KEY).is_dir()

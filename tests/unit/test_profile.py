@@ -28,7 +28,7 @@ def error_of(name: str, root: Path) -> str:
 def test_shipped_profiles_load() -> None:
     loaded = {p.name: p for p in load_all()}
     assert set(loaded) == {"h100-r595", "h100-r580-lts", "b200-r595", "l40s-r580", "local-debian12-r535",
-                           "local-debian12-r535-cuda", "local-debian13-driverless"}
+                           "local-debian12-r535-cuda", "local-debian13-driverless", "local-debian12-r535-secureboot"}
     h100 = loaded["h100-r595"]
     assert h100.driver is not None
     assert (h100.driver.branch, h100.driver.flavor, h100.cuda_toolkit) == ("595", Flavor.OPEN, "13.2")

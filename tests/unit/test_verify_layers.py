@@ -86,4 +86,5 @@ def test_an_image_without_a_driver_skips_the_driver_checks_with_a_reason(tmp_pat
     if phase == "bake":
         assert skipped["fabric-manager-version"] == "layer fabric-manager not in this image"
         assert skipped["ctk-version"] == "layer container-toolkit not in this image"
+        assert skipped["esp-files"] == "layer boot-chain not in this image"   # a rootfs image
         assert "release-manifest" not in skipped          # a base check still runs
