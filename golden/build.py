@@ -21,7 +21,7 @@ from golden.pipeline import BUILD, gated_plan, target_of
 from golden.plan import BuildPlan
 from golden.profile import PROFILES, load_profile
 from golden.resolve import cached, fetch_index, resolve_profile
-from golden.targets import Bake, Target
+from golden.targets import Bake
 from golden.ui import say, step
 from golden.workloads import WorkloadFacts
 
@@ -62,40 +62,28 @@ def build(name: str, target: str | None, *, locked: bool = False, lock_path: Pat
     build_id = str(uuid.uuid4())
     # The module signing key (Secure Boot) lives in its own directory for this build only:
     # removed, key overwritten first, whatever happens.
-    keys = build_root / ".work" / f"keys-{build_id}"
-    try:
-        return _build(name, plan, chosen, out_dir, build_id, keys, advert=advert, resolved=resolved,
-                      locked=locked, lock_path=lock_path, build_root=build_root, profiles_dir=profiles_dir,
-                      scripts_dir=scripts_dir)
-    finally:
-        secureboot.destroy(keys)
-
-
-def _build(name: str, plan: BuildPlan, chosen: Target, out_dir: Path, build_id: str, keys: Path, *,
-           advert: advertise.Advert, resolved: dict[str, Any], locked: bool, lock_path: Path, build_root: Path,
-           profiles_dir: Path, scripts_dir: Path | None) -> str:
-    signing = secureboot.prepare(plan.profile, keys, build_id)
-    if signing is not None:
-        plan = replace(plan, signing=signing.record())
-        made = "made for this build; its private half is destroyed after signing" if signing.per_build else "yours"
-        say(f"module signing key: {signing.subject}, certificate {signing.fingerprint} ({made})")
-    with step(f"Rendering {name}"):
-        render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen, advert=advert)
-    if plan.probe_uses:
-        with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
-            staged = probeplan.stage(plan.probe_uses, out_dir, plan.profile.arch.value)
-        say(f"CUDA runtimes to probe: {', '.join(staged) or 'none known to golden/data/cudart.yaml'}")
-        for line in probeplan.unprobed(plan.probe_uses, plan.profile.arch.value):
-            say(line)
-    with step("Validating with packer validate"):
-        packer.validate(out_dir)
-    say(f"build {build_id}")
-    how = Bake(work_root=build_root / ".work", lock_path=lock_path, locked=locked,
-               check_image=lambda image: _boot_test(plan, out_dir, image), signing=signing)
-    entry = chosen.bake(plan, out_dir, build_id, how)
+    with secureboot.signing_key(plan.profile, build_root / ".work" / f"keys-{build_id}", build_id) as signing:
+        if signing is not None:
+            plan = replace(plan, signing=signing.record())
+            made = "made for this build; its private half is destroyed after signing" if signing.per_build else "yours"
+            say(f"module signing key: {signing.subject}, certificate {signing.fingerprint} ({made})")
+        with step(f"Rendering {name}"):
+            render.render(plan, out_dir, scripts_dir=scripts_dir, target=chosen, advert=advert)
+        if plan.probe_uses:
+            with step("Fetching the CUDA runtimes the bake probes against the image's driver"):
+                staged = probeplan.stage(plan.probe_uses, out_dir, plan.profile.arch.value)
+            say(f"CUDA runtimes to probe: {', '.join(staged) or 'none known to golden/data/cudart.yaml'}")
+            for line in probeplan.unprobed(plan.probe_uses, plan.profile.arch.value):
+                say(line)
+        with step("Validating with packer validate"):
+            packer.validate(out_dir)
+        say(f"build {build_id}")
+        how = Bake(work_root=build_root / ".work", lock_path=lock_path, locked=locked,
+                   check_image=lambda image: _boot_test(plan, out_dir, image), signing=signing)
+        entry = chosen.bake(plan, out_dir, build_id, how)
     entry.update(advertise.entry_fields(plan.profile.gpu, out_dir))
-    if signing is not None:
-        entry["secure_boot"] = signing.record()
+    if plan.signing is not None:
+        entry["secure_boot"] = dict(plan.signing)
     inputs = lockfile.inputs_sha256(name, profiles_dir=profiles_dir)
     with step(f"Recording the build in {shown(lock_path)}"):
         entry["inputs_sha256"] = inputs

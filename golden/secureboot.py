@@ -22,11 +22,12 @@ image's working copy during the bake.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,15 @@ def prepare(profile: Profile, work: Path, build_id: str) -> Signing | None:
     if source.per_build:
         return per_build(work, profile.name, build_id)
     return given(profile, source, work)
+
+
+@contextlib.contextmanager
+def signing_key(profile: Profile, work: Path, build_id: str) -> Iterator[Signing | None]:
+    """:func:`prepare` for one build; ``work`` is destroyed when the build ends, whatever happens."""
+    try:
+        yield prepare(profile, work, build_id)
+    finally:
+        destroy(work)
 
 
 def install(signing: Signing, rootfs: Path) -> None:
