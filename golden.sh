@@ -10,10 +10,11 @@ cd "$(dirname "$0")"
 # openssh-server (sshd inside a local bake), zstd (artifacts), skopeo (workload images;
 # docker-registry is the tests' registry on 127.0.0.1), busybox-static (the check image
 # the boot test starts under the container runtime, golden/checkimage.py), gdisk (sgdisk)
-# and qemu-utils (qemu-img) for UEFI disks, ovmf (the UEFI boot test's firmware).
+# and qemu-utils (qemu-img) for UEFI disks, ovmf (the UEFI boot test's firmware),
+# openssl (Secure Boot's module signing key and its certificate, golden/secureboot.py).
 apt_packages=(packer shellcheck cloud-init mmdebstrap openssh-server openssh-client zstd
               dpkg-dev gnupg apt-utils kmod qemu-system-x86 e2fsprogs dosfstools mtools skopeo docker-registry
-              busybox-static gdisk qemu-utils ovmf)
+              busybox-static gdisk qemu-utils ovmf openssl)
 
 missing=()
 for p in "${apt_packages[@]}"; do
