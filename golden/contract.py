@@ -180,6 +180,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOLDEN_SIGNING_SERIAL", _D, SERIAL, "the signing certificate's serial number: every DKMS module's "
         "sig_key must be it (empty: without Secure Boot, or no key prepared, as by `invoke render` alone)",
         empty=True),
+    Var("GOLDEN_SIGNING_DIR", _D, ABS_PATH, "where the bake put the signing key and certificate (mok.key, mok.pub) "
+        "on the machine being baked: /var/lib/dkms locally, a tmpfs directory on EC2"),
     Var("GOLDEN_CUDA_PACKAGES", Layer.CUDA, INSTALL_SPEC, "the host CUDA toolkit's packages", empty=True,
         words=True),
     Var("GOLDEN_CUDA_TOOLKIT", Layer.CUDA, CUDA_RELEASE, "the pinned toolkit's CUDA release, e.g. 11.8: its nvcc "

@@ -25,7 +25,6 @@ from golden.gate_rules import CTK, DRIVER, LAYER_NEEDS, RULES, WORKLOADS, Findin
 from golden.kb import Architecture, Branch, Gpu, KnowledgeBase
 from golden.plan import BASE, make_plan
 from golden.profile import Driver, DriverSource, Flavor, Profile, Runtime
-from golden.profile_target import TargetKind
 from golden.versions import DriverVersion, cuda_tuple, release_tuple
 from golden.workloads import WorkloadFacts
 
@@ -384,10 +383,6 @@ def _secure_boot(c: _Ctx) -> Iterator[Finding]:
                       "target.signing_key: per-build: every build's certificate is new and must be enrolled "
                       "again (MOK, the disk's variable store), and its private key is destroyed after signing, "
                       "so the image cannot sign a module rebuilt on the host")
-    if t.kind is TargetKind.AMAZON_EBS:
-        yield finding("secure-boot-ebs-not-built",
-                      "target.secure_boot on amazon-ebs: uploading the signing key to the EC2 builder and the "
-                      "AMI's uefi_data are not built yet; only local Secure Boot images are")
 
 
 def _naming(c: _Ctx) -> Iterator[Finding]:

@@ -101,8 +101,6 @@ RULES: dict[str, RuleInfo] = {
                                        "the module DKMS builds, so none the machine trusts (seed failure mode 5)"),
         "secure-boot-per-build-key": (W, "Secure Boot with a key made per build: each build's certificate must be "
                                          "enrolled anew, and no module rebuilt on the host can be signed"),
-        "secure-boot-ebs-not-built": (E, "Secure Boot on amazon-ebs: the key's upload to the builder and the "
-                                         "AMI's uefi_data are not built yet"),
         "branch-naming": (E, "data: the branch's package naming era disagrees with its number "
                              "(<= R580 suffixed, >= R590 pinning)"),
     }),

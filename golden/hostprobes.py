@@ -377,3 +377,23 @@ def library_version(soname: str, real_path: str) -> str | None:
     stem = soname.split(".so", 1)[0] + ".so."
     base = real_path.rstrip().rsplit("/", 1)[-1]
     return base.removeprefix(stem) if base.startswith(stem) and base != soname else None
+
+
+#: The firmware's ``SecureBoot`` variable (EFI global variable GUID), as efivarfs shows it:
+#: four bytes of attributes, then one byte, 1 when the firmware enforces Secure Boot.
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+SECURE_BOOT_ARGV = ("od", "-An", "-tu1", "-v", SECURE_BOOT_VAR)
+#: Present only when the kernel was started by UEFI firmware.
+EFI_DIR = "/sys/firmware/efi"
+
+
+def parse_secure_boot(od_output: str) -> str:
+    """``enforcing``, ``off`` or ``unknown`` from ``od -An -tu1`` of the SecureBoot variable.
+
+    >>> parse_secure_boot(" 6 0 0 0 1\\n"), parse_secure_boot(" 6 0 0 0 0"), parse_secure_boot("")
+    ('enforcing', 'off', 'unknown')
+    """
+    values = od_output.split()
+    if len(values) != 5 or not all(v.isdigit() for v in values):
+        return "unknown"
+    return "enforcing" if values[4] == "1" else "off"

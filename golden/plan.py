@@ -70,6 +70,8 @@ class BuildPlan:
     #: The public facts of the build's module signing key (golden/secureboot.py ``Signing.record``);
     #: None until a build prepared one (``invoke render`` alone has none).
     signing: Mapping[str, Any] | None = None
+    #: Where the bake puts that key on the machine being baked (the target's ``signing_dir``).
+    signing_dir: str = "/var/lib/dkms"
 
     @property
     def probe_uses(self) -> probeplan.Uses:
@@ -165,6 +167,7 @@ class BuildPlan:
             env.update(layer.env if layer else spec.absent_env)
         if self.layer("driver"):
             env["GOLDEN_SIGNING_SERIAL"] = str((self.signing or {}).get("serial", ""))
+            env["GOLDEN_SIGNING_DIR"] = self.signing_dir
         return env
 
     def expectations(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,8 @@ def context(plan: BuildPlan, scripts: Path, target: Target | None = None,
     ``target`` defaults to the profile's own; its source alone is rendered.
     """
     target = target or targets.get(plan.profile.target.kind)
+    # Where the signing key goes on the machine being baked is the target's to say.
+    plan = replace(plan, signing_dir=target.signing_dir)
     p = plan.profile
     settings = packer.settings()
     env = dict(sorted(contract.check(plan.env()).items()))

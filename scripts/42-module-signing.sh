@@ -2,19 +2,22 @@
 # 42-module-signing: the driver's DKMS modules signed with the build's key,
 # then the private key destroyed (target.secure_boot, golden/secureboot.py).
 #
-# golden put the key and its certificate (DER) where Debian's DKMS keeps them,
-# /var/lib/dkms/mok.key and mok.pub, before the bake; this step writes that
-# choice out in /etc/dkms/framework.conf.d/ (so a later `dkms build` on the
-# host signs with whatever key the fleet puts there), then signs every module
+# golden put the key and its certificate (DER) in GOLDEN_SIGNING_DIR before
+# the bake: in the working copy where Debian's DKMS keeps them (/var/lib/dkms,
+# the local target), or on a tmpfs of the EC2 build instance, so the key never
+# touches the volume that becomes the AMI. This step puts the certificate at
+# /var/lib/dkms/mok.pub and writes DKMS's key settings out in
+# /etc/dkms/framework.conf.d/ (so a later `dkms build` on the host signs with
+# whatever key the fleet puts at /var/lib/dkms/mok.key), then signs every module
 # under /lib/modules/KVER/updates/dkms again with the kernel's sign-file: a
-# module compiled here carries this key's signature already, one restored from
+# module compiled here carries DKMS's own signature already, one restored from
 # golden's module cache carries another bake's, so each one's old signature is
 # cut off first and all are signed alike. Each module's signature must then
 # name the certificate's serial (modinfo's sig_key); finally the private key
 # is overwritten and removed: nothing in the image can sign a module after it.
 #
 # Reads GOLDEN_SECURE_BOOT (nothing to do when false), GOLDEN_SIGNING_SERIAL
-# (the certificate's serial, upper-case hex) and GOLDEN_KERNEL.
+# (the certificate's serial, upper-case hex), GOLDEN_SIGNING_DIR and GOLDEN_KERNEL.
 #
 # golden-layer: driver
 # shellcheck source=lib.sh
@@ -23,24 +26,29 @@ set -euo pipefail; GOLDEN_STEP=42-module-signing; source "${GOLDEN_STAGE:-/tmp/g
 require_env GOLDEN_SECURE_BOOT is_bool
 check_env GOLDEN_KERNEL is_kernel
 check_env GOLDEN_SIGNING_SERIAL is_serial
+check_env GOLDEN_SIGNING_DIR is_abs_path
 if [[ $GOLDEN_SECURE_BOOT != true ]]; then
     log "target.secure_boot is off: the modules keep DKMS's own signature"
     exit 0
 fi
 [[ -n ${GOLDEN_SIGNING_SERIAL:-} ]] ||
     die "no signing key was prepared for this bake: \`invoke build\` prepares one (target.signing_key); \`invoke render\` alone does not"
-key=/var/lib/dkms/mok.key
+staged=${GOLDEN_SIGNING_DIR:-/var/lib/dkms}
+key=$staged/mok.key
 cert=/var/lib/dkms/mok.pub
 magic='~Module signature appended~'
 
-[[ -f $ROOT$key && -f $ROOT$cert ]] ||
-    die "no signing key at $key and $cert: golden puts them there before the bake (target.signing_key)"
+[[ -f $ROOT$key && -f $ROOT$staged/mok.pub ]] ||
+    die "no signing key at $key and $staged/mok.pub: golden puts them there before the bake (target.signing_key)"
+if [[ $staged != /var/lib/dkms ]]; then
+    put_file 0644 "$cert" <"$ROOT$staged/mok.pub"
+fi
 
 put_file 0644 /etc/dkms/framework.conf.d/golden-signing.conf <<EOF
 # Written by golden (42-module-signing): the key DKMS signs modules with. The
 # private key was removed from the image after the build signed its modules;
 # put the fleet's key here to sign a module rebuilt on the host.
-mok_signing_key="$key"
+mok_signing_key="/var/lib/dkms/mok.key"
 mok_certificate="$cert"
 EOF
 
@@ -95,4 +103,8 @@ done
 # The private key goes: overwritten, then unlinked.
 shred -u -z "$ROOT$key"
 [[ ! -e $ROOT$key ]] || die "could not remove $key"
+if [[ $staged != /var/lib/dkms ]]; then
+    rm -f "$ROOT$staged/mok.pub"
+    rmdir "$ROOT$staged" 2>/dev/null || true
+fi
 log "removed the private signing key; the image keeps the certificate at $cert"

@@ -1,4 +1,5 @@
-"""Secure Boot: every DKMS module is signed by the build's certificate, and its key is gone.
+"""Secure Boot: every DKMS module is signed by the build's certificate, its key is gone, and
+at boot the firmware enforces Secure Boot.
 
 The signature is read off each module (``modinfo -F sig_key`` is the signing
 certificate's serial number, ``signer`` its CN) and compared with what the
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from golden.hostprobes import EFI_DIR, SECURE_BOOT_ARGV, SECURE_BOOT_VAR, parse_secure_boot
 from golden.secureboot import IMAGE_CERT, IMAGE_KEY, normal_serial
 from verify.lib import Record, Shell
 
@@ -60,3 +62,24 @@ def test_the_image_keeps_the_certificate_and_not_the_key(expect: dict[str, Any],
                   not key_there, "42-module-signing removes the private key after signing")
     assert record("signing-certificate", signing["certificate_sha256"], digest,
                   digest == signing["certificate_sha256"], f"/{IMAGE_CERT}, the certificate to enrol")
+
+
+@pytest.mark.phase("boot-nogpu", "boot")
+def test_the_firmware_enforces_secure_boot(expect: dict[str, Any], shell: Shell, record: Record,
+                                           pytestconfig: pytest.Config) -> None:
+    """The firmware's own ``SecureBoot`` variable, as the booted kernel sees it.
+
+    A rootfs image boots its kernel directly in the local boot test, without firmware, so
+    there is nothing to ask; a disk image (OVMF) and an AMI (EC2's UEFI) must say enforcing.
+    """
+    if not expect.get("secure_boot"):
+        record.skip("secure-boot-state", "target.secure_boot is off")
+    if not shell.run("test", "-d", EFI_DIR).ok:
+        if pytestconfig.getoption("golden_phase") == "boot-nogpu" and expect.get("format") != "disk":
+            record.skip("secure-boot-state", "a rootfs boots its kernel without firmware here: nothing to ask")
+        record.fail("secure-boot-state", "enforcing", "no UEFI firmware",
+                    f"{EFI_DIR} is absent: the machine booted without UEFI (legacy BIOS or direct kernel)")
+    state = parse_secure_boot(shell.run(*SECURE_BOOT_ARGV).stdout)
+    assert record("secure-boot-state", "enforcing", state, state == "enforcing",
+                  f"{SECURE_BOOT_VAR}: the firmware {'enforces' if state == 'enforcing' else 'does not enforce'} "
+                  "signatures on the boot chain; the kernel then enforces module signatures")

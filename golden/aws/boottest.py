@@ -9,6 +9,11 @@ group, also on an error or Ctrl-C::
     >>> print(boot_test("h100-r595", instance_type="p5.48xlarge"))
     boot test of h100-r595 build 3f1c... on p5.48xlarge: passed (41 checks)
 
+A Secure Boot build (its lock entry has ``secure_boot``) boots only on an
+instance type that boots UEFI (EC2's ``SupportedBootModes``, asked before
+anything is launched), and the result records what the firmware said
+(``secure_boot``: the ``secure-boot-state`` check of verify/test_module_signing.py).
+
 ``verify`` is the step run over SSH; tests inject their own.
 """
 
@@ -18,7 +23,7 @@ import contextlib
 import datetime as dt
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +34,7 @@ from golden.aws.publish import ami_artifacts, is_revoked
 from golden.errors import GoldenError
 from golden.profile import PROFILES, load_profile
 from golden.ui import say
+from golden.verify import Check
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -41,6 +47,8 @@ class Outcome:
     passed: bool
     checks: int
     failed: int
+    #: What the instance's firmware said of Secure Boot (enforcing | off | unknown); None: not asked.
+    secure_boot: str | None = None
 
 
 #: (profile, ssh://user@host, private key file) -> what the boot phase found.
@@ -55,7 +63,23 @@ def ssh_verify(profile: str, host: str, key: Path) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="golden-probe-") as scratch:
         report = verify.run_verify(expectations, host, "boot", ROOT / "build" / profile / "verify-boot.json",
                                    ssh_key=key, uploads=bootkit.uploads(expectations.parent, Path(scratch)))
-    return Outcome(passed=report.passed, checks=len(report.checks), failed=len(report.failed))
+    return Outcome(passed=report.passed, checks=len(report.checks), failed=len(report.failed),
+                   secure_boot=firmware_state(report.checks))
+
+
+def firmware_state(checks: Iterable[Check]) -> str | None:
+    """``enforcing``, ``off`` or ``unknown`` from the ``secure-boot-state`` check; None when it
+    was skipped or not run (a profile without Secure Boot).
+
+    >>> firmware_state([Check("secure-boot-state", "enforcing", "off", False)])
+    'off'
+    >>> firmware_state([Check("secure-boot-state", "enforcing", "no UEFI firmware", False)]), firmware_state([])
+    ('unknown', None)
+    """
+    state = next((c for c in checks if c.name == "secure-boot-state" and not c.skipped), None)
+    if state is None:
+        return None
+    return state.actual if state.actual in ("enforcing", "off") else "unknown"
 
 
 def login_user(os_key: str) -> str:
@@ -64,12 +88,12 @@ def login_user(os_key: str) -> str:
     return str(packer.settings()["images"][os_key]["ssh_username"])
 
 
-def newest_build(lock: lockfile.Lock, profile: str, region: str) -> tuple[str, str]:
-    """(build id, AMI id in ``region``) of the newest passed, unrevoked build with an AMI there."""
+def newest_build(lock: lockfile.Lock, profile: str, region: str) -> dict[str, Any]:
+    """The build entry of the newest passed, unrevoked build with an AMI in ``region``."""
     for b in (lock["profiles"].get(profile) or {}).get("builds", []):
         ami = ami_artifacts(b).get(region)
         if ami and b.get("status") == "passed" and not is_revoked(b):
-            return str(b["id"]), ami
+            return dict(b)
     raise GoldenError(f"no passed build of {profile} with an AMI in {region}; run `invoke build`",
                       where="images.lock", key=f"profiles.{profile}.builds")
 
@@ -81,21 +105,36 @@ def boot_test(profile: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
     loaded = load_profile(profile, profiles_dir)
     region = loaded.target.region
     user = login_user(loaded.os.value)
-    build_id, ami = newest_build(lockfile.load(lock_path), profile, region)
+    build = newest_build(lockfile.load(lock_path), profile, region)
+    build_id, ami = str(build["id"]), ami_artifacts(build)[region]
     with clients.aws_errors("boot-test"):
         ec2 = clients.Clients().ec2(region)
+        if build.get("secure_boot"):
+            require_uefi(ec2, instance_type)
         with _instance(ec2, ami, instance_type, build_id) as (host, key):
             outcome = verify(profile, f"ssh://{user}@{host}", key)
-    result = {"status": "passed" if outcome.passed else "failed",
-              "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-              "where": f"ec2:{instance_type}", "instance_type": instance_type, "region": region, "ami": ami,
-              "checks": outcome.checks, "failed": outcome.failed}
+    result: dict[str, Any] = {
+        "status": "passed" if outcome.passed else "failed",
+        "time": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "where": f"ec2:{instance_type}", "instance_type": instance_type, "region": region, "ami": ami,
+        "checks": outcome.checks, "failed": outcome.failed}
+    if outcome.secure_boot is not None:
+        result["secure_boot"] = outcome.secure_boot
     lockfile.update(lambda lock: lockfile.record_boot_test(lock, profile, build_id, result), lock_path)
     line = (f"boot test of {profile} build {build_id} on {instance_type}: "
             f"{'passed' if outcome.passed else 'FAILED'} ({outcome.checks} checks, {outcome.failed} failed)")
     if not outcome.passed:
         raise GoldenError(line, where=region)
     return line
+
+
+def require_uefi(ec2: EC2Client, instance_type: str) -> None:
+    """Refuse, before launching anything, an instance type that cannot boot a UEFI AMI."""
+    found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]  # type: ignore[list-item]
+    modes = list(found[0].get("SupportedBootModes", [])) if found else []
+    if "uefi" not in modes:
+        raise GoldenError(f"{instance_type} boots {' and '.join(modes) or 'no known boot mode'}, not uefi: a "
+                          "Secure Boot AMI needs an instance type that boots UEFI", where="--instance-type")
 
 
 @contextlib.contextmanager

@@ -64,6 +64,9 @@ class Target(Protocol):
     publishable: bool
     #: How many tags its images may carry (AWS: 50 per AMI); None: its artifacts carry none.
     max_tags: int | None
+    #: Where on the machine being baked the bake puts the module signing key (Secure Boot) for
+    #: scripts/42-module-signing.sh: ``mok.key`` and ``mok.pub`` (GOLDEN_SIGNING_DIR).
+    signing_dir: str
 
     def check(self) -> None:
         """Refuse a bad environment before anything is rendered or written."""

@@ -185,6 +185,8 @@ class Local:
     packer_source = "null.local"
     publishable = False
     max_tags: int | None = None
+    #: In the working copy, where Debian's DKMS keeps its key (secureboot.install puts it there).
+    signing_dir = "/var/lib/dkms"
     output = Output.ROOTFS
 
     def check(self) -> None:

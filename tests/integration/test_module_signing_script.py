@@ -34,9 +34,9 @@ def tree(r535_bake: Baked, tmp_path: Path) -> Path:
     return root
 
 
-def _step(root: Path, serial: str) -> subprocess.CompletedProcess[str]:
+def _step(root: Path, serial: str, signing_dir: str = "/var/lib/dkms") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GOLDEN_STAGE": str(STEP.parents[1]), "GOLDEN_ROOT": str(root), "GOLDEN_KERNEL": KERNEL,
-           "GOLDEN_SECURE_BOOT": "true", "GOLDEN_SIGNING_SERIAL": serial}
+           "GOLDEN_SECURE_BOOT": "true", "GOLDEN_SIGNING_SERIAL": serial, "GOLDEN_SIGNING_DIR": signing_dir}
     return subprocess.run(["bash", str(STEP)], env=env, capture_output=True, text=True, check=False)
 
 
@@ -67,3 +67,19 @@ def test_a_module_not_signed_by_the_certificate_stops_the_step(tree: Path, tmp_p
     done = _step(tree, "ABCDEF")
     assert done.returncode != 0
     assert "is signed by key" in done.stderr and "not the certificate's ABCDEF" in done.stderr
+
+
+def test_on_ec2_the_key_comes_from_the_tmpfs_and_leaves_no_trace(tree: Path, tmp_path: Path) -> None:
+    """The amazon-ebs target uploads the key to /dev/shm/golden-signing (targets/ebs.py): the
+    step signs with it there, puts only the certificate in /var/lib/dkms, and removes the rest."""
+    s = secureboot.per_build(tmp_path / "key", "p", "3" * 36)
+    staged = tree / "dev/shm/golden-signing"
+    staged.mkdir(parents=True, mode=0o700)
+    (staged / "mok.key").write_bytes(s.key.read_bytes())
+    (staged / "mok.pub").write_bytes(s.certificate.read_bytes())
+    done = _step(tree, s.serial, "/dev/shm/golden-signing")
+    assert done.returncode == 0, done.stderr
+    assert all(secureboot.normal_serial(run(["modinfo", "-F", "sig_key", str(ko)]).stdout) == s.serial
+               for ko in _modules(tree))
+    assert not staged.exists() and not (tree / secureboot.IMAGE_KEY).exists()
+    assert (tree / secureboot.IMAGE_CERT).read_bytes() == s.certificate.read_bytes()

@@ -44,7 +44,7 @@ from golden.profile import (
     load_profile,
     profile_names,
 )
-from golden.profile_target import SigningKeySource, TargetKind
+from golden.profile_target import SigningKeySource
 from golden.workloads import Workload, WorkloadFacts
 
 TODAY = datetime.date(2026, 11, 20)
@@ -304,11 +304,6 @@ CASES = [
          {"target": {"secure_boot": True, "signing_key": SigningKeySource(per_build=True)}},
          {"target": {"secure_boot": True, "signing_key": SigningKeySource(certificate="k.der", key_env="K")}},
          ("per-build", "enrolled again", "cannot sign a module rebuilt")),
-    Case("secure-boot-ebs-not-built",
-         {"target": {"secure_boot": True, "signing_key": SigningKeySource(certificate="k.der", key="k.key")}},
-         {"target": {"kind": TargetKind.LOCAL, "secure_boot": True,
-                     "signing_key": SigningKeySource(certificate="k.der", key="k.key")}},
-         ("amazon-ebs", "uefi_data", "not built yet")),
     Case("cuda-without-driver", {"driverless": True}, {"driverless": True, "cuda_toolkit": None},
          ("cuda.toolkit 13.2", "without a driver", "leaves the host toolkit off", "GPU Operator",
           "cuda.toolkit: null")),
