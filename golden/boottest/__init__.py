@@ -74,12 +74,13 @@ __all__ = ["FIRMWARE", "MEMORY_MB", "SSH_TIMEOUT_S", "BootResult", "Firmware", "
 
 def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plant: Plant | None = None,
               ssh_timeout: float = SSH_TIMEOUT_S, nvme_disks: int | None = None,
-              firmware: str | None = None, reboots: tuple[int, ...] | None = None) -> BootResult:
+              firmware: str | Firmware | None = None, reboots: tuple[int, ...] | None = None) -> BootResult:
     """Boot ``build_root/NAME``'s artifact and run the ``boot-nogpu`` checks in it.
 
     ``nvme_disks``: how many emulated NVMe disks to attach (default: two when the profile has
     data disks, else none); 1 or 0 boot the data disks' fault cases. ``firmware``: one of
-    :data:`FIRMWARE` instead of the artifact's own (``uefi`` boots a rootfs as a GPT disk).
+    :data:`FIRMWARE` (or a :class:`Firmware`) instead of the artifact's own (``uefi`` boots a
+    rootfs as a GPT disk).
     ``reboots``: after the first boot, boot the same disk again once per count with that many
     blank NVMe disks and check it again (:mod:`.reboot`; default ``GOLDEN_BOOT_NVME_REBOOTS``).
 
@@ -93,7 +94,8 @@ def boot_test(name: str, *, build_root: Path, artifact: Path | None = None, plan
     for needed in (artifact, expectations, user_data, meta_data):
         if not needed.is_file():
             raise GoldenError(f"not found (bake {name} first: invoke build --profile {name})", where=needed)
-    boot_with = lookup(firmware) if firmware else finalize_firmware(
+    chosen = lookup(firmware) if isinstance(firmware, str) else firmware
+    boot_with = chosen or finalize_firmware(
         artifact, secure_boot=_secure_boot(expectations), image_format=recorded_format(expectations))
     disks = _nvme_default(expectations) if nvme_disks is None else nvme_disks
     log, report_path = out_dir / "boot.log", out_dir / "verify-report-boot.json"

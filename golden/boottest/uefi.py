@@ -7,6 +7,10 @@ flash's secure property on a q35 machine, and a store made by ``virt-fw-vars``
 with Microsoft's keys enrolled (they sign shim), Secure Boot on, and the image's
 module signing certificate as a MOK (owner: shim's GUID), so the kernel trusts
 it through the ``.machine`` keyring as if MokManager had enrolled it.
+
+``Uefi.store`` boots with a given store instead (edk2's or AWS's format, read
+through ``virt-fw-vars``): the AMI's ``uefi_data`` golden registers, booted
+here under OVMF, is the firmware an EC2 instance of that AMI starts with.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from golden.boottest.media import Kernel, Media
 from golden.errors import GoldenError
 from golden.run import run
 from golden.targets.disk import write_root_fstab, write_uefi_disk
-from golden.uefivars import BLANK_VARS, DKMS_CERT, OVMF, SHIM_GUID, vars_argv, virt_fw_vars
+from golden.uefivars import BLANK_VARS, DKMS_CERT, OVMF, SHIM_GUID, edk2_from, vars_argv, virt_fw_vars
 
 # The variable store's pieces live in golden/uefivars.py (the local target's disk artifacts use them too).
 __all__ = ["BLANK_VARS", "DKMS_CERT", "OVMF", "SHIM_GUID", "UEFI", "UEFI_SECURE_BOOT", "Uefi", "boot_copy",
@@ -42,6 +46,8 @@ class Uefi:
     secure_boot: bool
     code: Path
     max_cpus: int | None = None
+    #: Boot with this variable store (edk2 or AWS format) instead of one made for the image.
+    store: Path | None = None
 
     def machine_args(self) -> list[str]:
         if not self.secure_boot:
@@ -67,9 +73,12 @@ class Uefi:
             shutil.copyfile(tree / DKMS_CERT, certs[0])
         disk = write_uefi_disk(tree, work / "disk.raw", kernel.version, root_uuid=root_uuid)
         shutil.rmtree(tree)
-        store = work / "vars-template.fd"
-        run(vars_argv(store, secure_boot=self.secure_boot, mok_certs=certs))
-        return Media(disk=disk.path, vars=boot_copy(store, work))
+        template = work / "vars-template.fd"
+        if self.store is not None:
+            edk2_from(self.store, template)
+        else:
+            run(vars_argv(template, secure_boot=self.secure_boot, mok_certs=certs))
+        return Media(disk=disk.path, vars=boot_copy(template, work))
 
 
 UEFI = Uefi("uefi", secure_boot=False, code=OVMF / "OVMF_CODE_4M.fd")

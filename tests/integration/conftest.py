@@ -12,6 +12,7 @@ registry on 127.0.0.1 (CUDA 12.9), which resolve pins by digest.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,3 +123,23 @@ def driverless_bake(tmp_path_factory: pytest.TempPathFactory) -> Baked:
             os.environ[REBOOTS_ENV] = saved
     assert_nothing_left(ws)
     return Baked(ws, summary, DRIVERLESS)
+
+
+@pytest.fixture
+def secureboot_build_root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A build root holding the Secure Boot build's files for a boot test that changes what it
+    boots (its artifact linked, not copied): ``GOLDEN_BOOT_BUILD`` names an existing build
+    directory of that profile; otherwise the session's bake is used."""
+    for tool in ("qemu-system-x86_64", "sgdisk", "mkfs.vfat", "mcopy", "mkfs.ext4", "ssh"):
+        require_tool(tool)
+    if os.geteuid() != 0:
+        pytest.skip("unpacking an image with its owners needs root")
+    given = os.environ.get("GOLDEN_BOOT_BUILD")
+    baked = Path(given).resolve() if given else request.getfixturevalue("secureboot_bake").out
+    out = tmp_path / "build" / SECUREBOOT
+    (out / "artifacts").mkdir(parents=True)
+    shutil.copyfile(baked / "expectations.json", out / "expectations.json")
+    shutil.copytree(baked / "cloud-init", out / "cloud-init")
+    (out / "artifacts" / "rootfs.tar.zst").symlink_to(baked / "artifacts" / "rootfs.tar.zst")
+    shutil.copyfile(baked / "artifacts" / "release.json", out / "artifacts" / "release.json")
+    return tmp_path / "build"
