@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from golden.boottest.console import refusal, strip_escapes
 from golden.boottest.firmware import Firmware
 from golden.boottest.media import GUEST_MAC, Media
 from golden.errors import GoldenError, StepFailed
@@ -100,10 +100,6 @@ class GuestShell:
                  "root@127.0.0.1"], check=False, timeout=30)
 
 
-#: Terminal control sequences on the console (OVMF and grub draw with them).
-_ESCAPES = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
-
-
 def _log_tail(log: Path, n: int = 3) -> str:
     r"""The console's last ``n`` lines with text, without terminal escapes.
 
@@ -114,16 +110,21 @@ def _log_tail(log: Path, n: int = 3) -> str:
     'b | c'
     """
     with contextlib.suppress(OSError):
-        lines = [_ESCAPES.sub("", x).strip() for x in log.read_text(errors="replace").splitlines()]
+        lines = [strip_escapes(x).strip() for x in log.read_text(errors="replace").splitlines()]
         return " | ".join([x for x in lines if x][-n:])
     return ""
 
 
 def wait_for_ssh(shell: GuestShell, proc: subprocess.Popen[str], log: Path,
                  timeout: float = SSH_TIMEOUT_S) -> None:
-    """Until root can run a command over SSH; fails early when QEMU exits."""
+    """Until root can run a command over SSH; fails early when QEMU exits or the console shows
+    a refusal that no waiting mends (:mod:`.console`: the firmware would not start the boot loader)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            refused = refusal(log.read_text(errors="replace"))
+            if refused:
+                raise StepFailed(refused, where=str(log))
         if proc.poll() is not None:
             raise StepFailed(f"the guest stopped before sshd answered (QEMU exit {proc.returncode}): "
                              f"{_log_tail(log)}", where=str(log))

@@ -3,25 +3,12 @@ pushes, and the summary it prints (its numbers are measured by running it, never
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
-from golden import ROOT
+from tests.conftest import load_bench
 
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_workloads", ROOT / "bench" / "workloads.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = load_bench("workloads")
 
 #: The shape of a real ``packer build -machine-readable`` log (build/NAME/packer.log).
 FINISHED = """# packer build -machine-readable -only=null.local .golden-packer-legacy.pkr.hcl
