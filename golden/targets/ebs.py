@@ -116,8 +116,12 @@ class AmazonEbs:
 
     def describe(self, plan: BuildPlan) -> str:
         t = plan.profile.target
-        return (f"EC2 {t.region} on a {t.build_instance_type} build instance, "
+        line = (f"EC2 {t.region} on a {t.build_instance_type} build instance, "
                 f"AMI copied to {', '.join(t.ami_regions) or t.region}")
+        if t.secure_boot and plan.layer("driver"):
+            line += ("; Secure Boot: the signing key on the builder's tmpfs, the AMI registered again by "
+                     "golden with boot mode uefi and its UEFI store")
+        return line
 
     def artifacts(self, entry: dict[str, Any], out_dir: Path) -> list[str]:
         return [f"  {region}  {ami}" for region, ami in entry["artifacts"].items()]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from golden import packer, render, secureboot, uefivars
+from golden import packer, render, secureboot, targets, uefivars
 from golden.aws import boottest, uefi_image
 from golden.errors import GoldenError
 from golden.kb import load
@@ -73,6 +73,8 @@ def test_the_key_goes_to_a_tmpfs_of_the_builder_and_packer_validates(write_profi
             < build.index("scripts/42-module-signing.sh"))
     assert "GOLDEN_SIGNING_DIR=/dev/shm/golden-signing" in build
     assert "ami_regions = []" in sources     # golden copies the Secure Boot AMI itself
+    plan = make_plan(load_profile("sb-ebs", root=profiles_dir), load())
+    assert "registered again by golden with boot mode uefi" in targets.get("amazon-ebs").describe(plan)
     packer.validate(out)
     packer.fmt_check(out)
 
